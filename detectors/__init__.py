@@ -1,0 +1,1 @@
+"""Pure detector logic: no Kafka, no Faust, no clock reads."""

@@ -1,0 +1,1 @@
+"""Faust app, topics and agents: decode, route, call detectors, emit."""

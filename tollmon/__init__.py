@@ -1,0 +1,1 @@
+"""tollmon: streaming congestion monitor for expressway toll plazas."""
