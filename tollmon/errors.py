@@ -17,7 +17,7 @@ class ConfigError(TollmonError):
         super().__init__(f"{source}: {len(self.problems)} error(s)\n{listing}")
 
 
-class InvalidEvent(TollmonError):
+class InvalidEventError(TollmonError):
     """An input message that cannot be accepted; `reason` is a short metric-safe code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -1,0 +1,111 @@
+"""The one place of the error policy: decode, validate, dedup; dead-letter, count, continue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from tollmon.dedup import RecentIds
+from tollmon.errors import InvalidEventError
+from tollmon.events import Event, event_type
+from tollmon.metrics import Metrics
+from tollmon.validation import EventValidator
+
+DEADLETTER_TOPIC = "toll.deadletter"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a message came from, as the dead letter must record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A rejected message: its original bytes and key, with the reason in headers."""
+
+    value: bytes
+    key: bytes | None
+    reason: str
+    detail: str
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class Ingest:
+    """Accepts raw messages and returns a valid event or the dead letter to send.
+
+    Never raises on input. `clock` returns processing time in seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        validator: EventValidator,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        *,
+        time_mode: Literal["live", "replay"] = "live",
+        allowed_lateness_ms: int = 30_000,
+        dedup_capacity: int = 1_000_000,
+    ) -> None:
+        self._validator = validator
+        self._metrics = metrics
+        self._clock = clock
+        self._replay = time_mode == "replay"
+        self._lateness_ms = allowed_lateness_ms
+        self._recent = RecentIds(dedup_capacity)
+        self._watermarks: dict[tuple[str, int], int] = {}
+        self._max_watermark: int | None = None
+
+    def accept(self, raw: bytes, source: Source) -> Event | DeadLetter:
+        """Validate one message; count it either way."""
+        now_ms = self._now_ms()
+        try:
+            event = self._validator.validate(raw, now_ms)
+            if self._recent.seen_before(event.event_id):
+                raise InvalidEventError(
+                    "duplicate", f"event_id {event.event_id!r} already processed"
+                )
+        except InvalidEventError as exc:
+            self._metrics.events_invalid.labels(exc.reason).inc()
+            return _dead_letter(raw, source, exc, now_ms)
+        self._observe(event, source)
+        return event
+
+    def _now_ms(self) -> int | None:
+        if self._replay:
+            return self._max_watermark
+        return int(self._clock() * 1000)
+
+    def _observe(self, event: Event, source: Source) -> None:
+        kind = event_type(event)
+        self._metrics.events.labels(kind).inc()
+        self._metrics.event_lag_seconds.observe(max(0.0, self._clock() - event.ts / 1000))
+        where = (source.topic, source.partition)
+        watermark = self._watermarks.get(where)
+        if watermark is not None and event.ts < watermark - self._lateness_ms:
+            self._metrics.events_late.labels(kind).inc()
+        if watermark is None or event.ts > watermark:
+            self._watermarks[where] = event.ts
+            if self._max_watermark is None or event.ts > self._max_watermark:
+                self._max_watermark = event.ts
+
+
+def _dead_letter(
+    raw: bytes, source: Source, exc: InvalidEventError, now_ms: int | None
+) -> DeadLetter:
+    headers = (
+        ("tollmon.reason", exc.reason.encode()),
+        ("tollmon.detail", exc.detail.encode()),
+        ("tollmon.source.topic", source.topic.encode()),
+        ("tollmon.source.partition", str(source.partition).encode()),
+        ("tollmon.source.offset", str(source.offset).encode()),
+        ("tollmon.rejected_at_ms", str(now_ms if now_ms is not None else -1).encode()),
+    )
+    return DeadLetter(
+        value=raw, key=source.key, reason=exc.reason, detail=exc.detail, headers=headers
+    )

@@ -1,0 +1,119 @@
+"""Every Prometheus metric of SPEC.md §5, declared once, on a registry passed in.
+
+Label values never carry plates, pass ids or other unbounded values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_APPROACH = ("plaza", "direction")
+
+# Event lag spans sub-second live processing to hours of backlog after an outage;
+# the buckets are roughly log-spaced over that range so both ends stay readable.
+_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metrics a worker exposes on `/metrics`."""
+
+    registry: CollectorRegistry
+    queue_vehicles: Gauge
+    queue_meters: Gauge
+    wait_seconds: Gauge
+    congestion_level: Gauge
+    open_lanes: Gauge
+    arrivals: Counter
+    lane_transactions: Counter
+    etc_failure_ratio: Gauge
+    weighings: Counter
+    weight_pairs: Counter
+    scale_bias_ratio: Gauge
+    scale_bias_stderr_ratio: Gauge
+    alerts_firing: Gauge
+    alerts: Counter
+    events: Counter
+    events_invalid: Counter
+    events_late: Counter
+    event_lag_seconds: Histogram
+    plaza_info: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        """Declare all metrics on `registry` (a fresh one when omitted)."""
+        reg = registry if registry is not None else CollectorRegistry()
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+            return Gauge(name, doc, labels, registry=reg)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, registry=reg)
+
+        return cls(
+            registry=reg,
+            queue_vehicles=gauge(
+                "tollmon_queue_vehicles", "Vehicles delayed before the barriers", _APPROACH
+            ),
+            queue_meters=gauge("tollmon_queue_meters", "Queue length in metres", _APPROACH),
+            wait_seconds=gauge(
+                "tollmon_wait_seconds", "Mean delay of vehicles served in the last 30 s", _APPROACH
+            ),
+            congestion_level=gauge(
+                "tollmon_congestion_level", "0 free, 1 busy, 2 congested, 3 severe", _APPROACH
+            ),
+            open_lanes=gauge("tollmon_open_lanes", "Lanes open on the approach", _APPROACH),
+            arrivals=counter(
+                "tollmon_arrivals", "Vehicles counted by approach detectors", _APPROACH
+            ),
+            lane_transactions=counter(
+                "tollmon_lane_transactions",
+                "Vehicles leaving a lane barrier",
+                ("plaza", "direction", "lane", "payment", "result"),
+            ),
+            etc_failure_ratio=gauge(
+                "tollmon_etc_failure_ratio",
+                "ETC failure ratio over the lane's recent ETC attempts",
+                ("plaza", "direction", "lane"),
+            ),
+            weighings=counter(
+                "tollmon_weighings", "Vehicles weighed", ("plaza", "scale", "station", "quality")
+            ),
+            weight_pairs=counter(
+                "tollmon_weight_pairs",
+                "Entry/exit weighing pairs by outcome",
+                ("exit_plaza", "outcome"),
+            ),
+            scale_bias_ratio=gauge(
+                "tollmon_scale_bias_ratio", "Estimated scale bias", ("scale", "plaza", "station")
+            ),
+            scale_bias_stderr_ratio=gauge(
+                "tollmon_scale_bias_stderr_ratio",
+                "Standard error of the scale bias",
+                ("scale", "plaza", "station"),
+            ),
+            alerts_firing=gauge(
+                "tollmon_alerts_firing", "Alerts firing now", ("kind", "severity", "plaza")
+            ),
+            alerts=counter("tollmon_alerts", "Alerts raised", ("kind", "severity")),
+            events=counter("tollmon_events", "Valid input events", ("type",)),
+            events_invalid=counter(
+                "tollmon_events_invalid", "Input messages dead-lettered", ("reason",)
+            ),
+            events_late=counter(
+                "tollmon_events_late", "Events later than the allowed lateness", ("type",)
+            ),
+            event_lag_seconds=Histogram(
+                "tollmon_event_lag_seconds",
+                "Processing time minus event time",
+                buckets=_LAG_BUCKETS,
+                registry=reg,
+            ),
+            plaza_info=gauge(
+                "tollmon_plaza_info",
+                "Static plaza facts for the network map (value 1)",
+                ("plaza", "name", "road", "lat", "lon"),
+            ),
+        )

@@ -1,0 +1,52 @@
+"""Worker settings, read once from the environment (`TOLLMON_*`) at the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INPUT_TOPICS = (
+    "toll.lane.transactions",
+    "toll.approach.detections",
+    "toll.weigh.measurements",
+    "toll.lane.status",
+)
+
+
+class Settings(BaseSettings):
+    """Everything a worker needs to know, typed and frozen."""
+
+    model_config = SettingsConfigDict(env_prefix="TOLLMON_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
+    network_file: Path = Path("config/network.yaml")
+    app_id: str = "tollmon"
+    web_host: str = "127.0.0.1"  # localhost by default; docker-compose sets 0.0.0.0
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path(".run/worker")
+    partitions: int = Field(default=4, ge=1)
+    alertmanager_url: str | None = "http://127.0.0.1:9093"
+    # live: "now" is the wall clock; replay: the input's own event-time watermark.
+    time_mode: Literal["live", "replay"] = "live"
+    event_horizon_s: int = Field(default=72 * 3600, gt=0)
+    allowed_lateness_s: int = Field(default=30, ge=0)
+    dedup_capacity: int = Field(default=1_000_000, ge=1)
+    log_level: str = "info"
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic under this worker's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        return tuple(self.topic(t) for t in INPUT_TOPICS)
+
+    @property
+    def faust_app_id(self) -> str:
+        # The prefix is part of the app id so a replay worker's consumer group,
+        # changelogs and offsets never touch the live worker's.
+        return f"{self.topic_prefix}{self.app_id}".replace(".", "-")

@@ -1,0 +1,156 @@
+"""Turn raw message bytes into a contract event, or say precisely why not.
+
+Every rejection is an `InvalidEventError` whose `reason` is one of `REASONS` (a
+bounded set, safe as a metric label) and whose `detail` names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from tollmon.errors import InvalidEventError
+from tollmon.events import ApproachDetection, Event, LaneStatus, LaneTransaction, WeighMeasurement
+
+REASONS: tuple[str, ...] = (
+    "not_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "out_of_range",
+    "unknown_plaza",
+    "unknown_lane",
+    "unknown_detector",
+    "unknown_scale",
+    "future_ts",
+    "too_old",
+    "duplicate",
+)
+
+FUTURE_TOLERANCE_MS = 5 * 60 * 1000
+
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+# msgspec's validation messages are stable and precise; map them to reason codes.
+_MESSAGE_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^Object missing required field `type`"), "unknown_type"),
+    (re.compile(r" - at `\$\.type`$"), "unknown_type"),
+    (re.compile(r"^Expected `object`, got `\w+`$"), "not_object"),
+    (re.compile(r"^Object missing required field"), "missing_field"),
+    (re.compile(r"^Expected `[\w |]+`, got `\w+`"), "wrong_type"),
+    (re.compile(r"^Expected `\w+` [<>]=? "), "out_of_range"),
+)
+
+
+def _reason_for(message: str) -> str:
+    for pattern, reason in _MESSAGE_REASONS:
+        if pattern.search(message):
+            return reason
+    return "invalid_value"
+
+
+def decode(raw: bytes) -> Event:
+    """Decode and type-check one message; raise `InvalidEventError` on any problem."""
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        raise InvalidEventError(_reason_for(message), message) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEventError("not_json", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    """What the network configuration says exists, for checking events against it."""
+
+    plazas: frozenset[str]
+    lanes: frozenset[tuple[str, str, str]] = frozenset()  # (plaza, direction, lane)
+    detectors: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (plaza, dir)
+    scales: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (plaza, station)
+
+    @classmethod
+    def build(
+        cls,
+        plazas: Iterable[str],
+        lanes: Iterable[tuple[str, str, str]] = (),
+        detectors: Iterable[tuple[str, str, str]] = (),
+        scales: Iterable[tuple[str, str, str]] = (),
+    ) -> ReferenceData:
+        """Build from (id, plaza, direction) triples for detectors and scales."""
+        return cls(
+            plazas=frozenset(plazas),
+            lanes=frozenset(lanes),
+            detectors={d: (p, s) for d, p, s in detectors},
+            scales={sc: (p, s) for sc, p, s in scales},
+        )
+
+
+class EventValidator:
+    """Checks decoded events against the network and the event-time horizon."""
+
+    def __init__(self, reference: ReferenceData, horizon_ms: int) -> None:
+        self._ref = reference
+        self._horizon_ms = horizon_ms
+
+    def validate(self, raw: bytes, now_ms: int | None) -> Event:
+        """Decode `raw` and check it is possible at `now_ms`; raise `InvalidEventError` if not.
+
+        `now_ms` is None when no time reference exists yet (a replay's first event).
+        """
+        event = decode(raw)
+        self.check(event, now_ms)
+        return event
+
+    def check(self, event: Event, now_ms: int | None) -> None:
+        """Raise `InvalidEventError` if a well-typed event is impossible for this network."""
+        ref = self._ref
+        if event.plaza_id not in ref.plazas:
+            raise InvalidEventError(
+                "unknown_plaza", f"plaza_id {event.plaza_id!r} is not configured"
+            )
+        if now_ms is not None:
+            self._check_time(event.ts, now_ms)
+        if isinstance(event, LaneTransaction | LaneStatus):
+            self._check_lane(event.plaza_id, event.direction, event.lane_id)
+        elif isinstance(event, ApproachDetection):
+            where = ref.detectors.get(event.detector_id)
+            if where != (event.plaza_id, event.direction):
+                raise InvalidEventError(
+                    "unknown_detector",
+                    f"detector {event.detector_id!r} is not configured at "
+                    f"{event.plaza_id}/{event.direction}",
+                )
+        elif isinstance(event, WeighMeasurement):
+            self._check_weighing(event)
+
+    def _check_time(self, ts: int, now_ms: int) -> None:
+        if ts > now_ms + FUTURE_TOLERANCE_MS:
+            raise InvalidEventError("future_ts", f"ts is {(ts - now_ms) / 1000:.0f} s ahead of now")
+        if ts < now_ms - self._horizon_ms:
+            age_h = (now_ms - ts) / 3_600_000
+            raise InvalidEventError("too_old", f"ts is {age_h:.1f} h old, beyond the horizon")
+
+    def _check_lane(self, plaza: str, direction: str, lane: str) -> None:
+        if (plaza, direction, lane) not in self._ref.lanes:
+            raise InvalidEventError(
+                "unknown_lane", f"lane {lane!r} is not configured at {plaza}/{direction}"
+            )
+
+    def _check_weighing(self, event: WeighMeasurement) -> None:
+        where = self._ref.scales.get(event.scale_id)
+        if where != (event.plaza_id, event.station):
+            raise InvalidEventError(
+                "unknown_scale",
+                f"scale {event.scale_id!r} is not configured at {event.plaza_id}/{event.station}",
+            )
+        if event.axle_kg is not None and len(event.axle_kg) != event.axles:
+            raise InvalidEventError(
+                "invalid_value",
+                f"axle_kg has {len(event.axle_kg)} values for {event.axles} axles",
+            )
