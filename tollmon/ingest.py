@@ -61,10 +61,12 @@ class Ingest:
         self._watermarks: dict[tuple[str, int], int] = {}
         self._max_watermark: int | None = None
 
-    def accept(self, raw: bytes, source: Source) -> Event | DeadLetter:
+    def accept(self, raw: bytes | None, source: Source) -> Event | DeadLetter:
         """Validate one message; count it either way."""
         now_ms = self._now_ms()
         try:
+            if not raw:
+                raise InvalidEventError("not_json", "empty message")
             event = self._validator.validate(raw, now_ms)
             if self._recent.seen_before(event.event_id):
                 raise InvalidEventError(
@@ -72,7 +74,7 @@ class Ingest:
                 )
         except InvalidEventError as exc:
             self._metrics.events_invalid.labels(exc.reason).inc()
-            return _dead_letter(raw, source, exc, now_ms)
+            return _dead_letter(raw or b"", source, exc, now_ms)
         self._observe(event, source)
         return event
 

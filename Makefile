@@ -1,0 +1,52 @@
+# tollmon: every target installs what it needs (pip, apt, mvn) and starts the
+# services it uses, so a fresh machine needs nothing but these commands.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration demo validate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+stack-up: install
+	tools/stack.sh up
+
+stack-down:
+	tools/stack.sh down
+
+stack-status:
+	tools/stack.sh status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test-unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: stack-up
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+# The whole suite: lint, types, unit, validation (short) and integration tests.
+test: lint stack-up
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+validate: install
+	$(BIN)/pytest -m slow tests/validation $(PYTEST_ARGS)
+
+demo: stack-up
+	tools/demo.sh
+
+clean:
+	tools/stack.sh down --purge
+	rm -rf $(VENV)

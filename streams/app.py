@@ -1,0 +1,69 @@
+"""The Faust app factory: one call builds a worker's app, topics, agents and pages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.agents import register_ingest_agent
+from streams.topics import Topics
+from tollmon.ingest import Ingest
+from tollmon.metrics import Metrics
+from tollmon.network import Network
+from tollmon.settings import Settings
+from tollmon.validation import EventValidator, reference_from_network
+
+
+def create_app(
+    settings: Settings,
+    network: Network,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> faust.App:
+    """Build a worker app; nothing is started or connected until it runs."""
+    metrics = metrics if metrics is not None else Metrics.create()
+    app = faust.App(
+        settings.faust_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+    )
+    topics = Topics.declare(app, settings)
+    ingest = Ingest(
+        EventValidator(reference_from_network(network), settings.event_horizon_s * 1000),
+        metrics,
+        clock,
+        time_mode=settings.time_mode,
+        allowed_lateness_ms=settings.allowed_lateness_s * 1000,
+        dedup_capacity=settings.dedup_capacity,
+    )
+    register_ingest_agent(app, topics, ingest)
+    _publish_plaza_info(metrics, network)
+    _register_metrics_page(app, metrics)
+    return app
+
+
+def _publish_plaza_info(metrics: Metrics, network: Network) -> None:
+    for plaza in network.plazas:
+        metrics.plaza_info.labels(
+            plaza.id, plaza.name, plaza.road, f"{plaza.lat:.5f}", f"{plaza.lon:.5f}"
+        ).set(1)
+
+
+def _register_metrics_page(app: faust.App, metrics: Metrics) -> None:
+    async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        return web.bytes(
+            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app.page("/metrics")(metrics_page)

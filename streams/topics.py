@@ -1,0 +1,47 @@
+"""The Kafka topics a worker reads and writes, under its configured prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from tollmon.ingest import DEADLETTER_TOPIC
+from tollmon.settings import Settings
+
+ALERTS_TOPIC = "toll.alerts"
+ESTIMATES_TOPIC = "toll.queue.estimates"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic handles bound to one Faust app.
+
+    Values travel as raw bytes: decoding is ours (msgspec), so that a malformed
+    message reaches the dead-letter path instead of failing inside Faust.
+    """
+
+    inputs: Any  # faust.TopicT over the four input topics
+    deadletter: Any
+    alerts: Any
+    estimates: Any
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings) -> Topics:
+        def raw(*names: str) -> Any:
+            return app.topic(
+                *names,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.partitions,
+            )
+
+        return cls(
+            inputs=raw(*settings.input_topics),
+            deadletter=raw(settings.topic(DEADLETTER_TOPIC)),
+            alerts=raw(settings.topic(ALERTS_TOPIC)),
+            estimates=raw(settings.topic(ESTIMATES_TOPIC)),
+        )

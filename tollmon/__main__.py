@@ -1,0 +1,3 @@
+from tollmon.cli import main
+
+main()
