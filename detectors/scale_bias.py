@@ -1,0 +1,468 @@
+"""Network self-check of weigh scales (SPEC §4.3): robust bias of every scale from trip pairs.
+
+Each usable pair gives y = ln(exit/entry) = b_exit - b_entry + noise + load change. Over a
+sliding window the biases b solve a weighted least-squares problem on the graph of scales
+(one edge per pair). Load changes are rare but large and one-sided, so the fit is an
+M-estimate: Huber IRLS from zero to find the bulk, then Tukey's biweight, which gives
+gross load changes no weight at all. Only differences are observed, so each connected group
+of scales is anchored at its median scale. The stream agent calls `add_pair` per pair and
+`evaluate(ts)` on a deterministic event-time cadence (every N pairs, or each minute of event
+time) so that a replay raises the same alerts with the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from detectors.alerts import Alert, EvidenceValue, new_alert
+from detectors.scales import ScaleBiasEstimate, ScaleInfo
+from detectors.weighing import WeighPair
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleBiasConfig:
+    """Tuning of the scale-bias estimator and its SCALE_BIAS alert."""
+
+    tolerance_ratio: float = 0.015
+    # 99 % one-sided confidence that the bias is beyond tolerance, as SPEC §4.3 asks.
+    z: float = 2.58
+    # A pair stays in the window while it is among the last N of either of its scales: busy
+    # scales then look back hours, quiet ones days, and a step shows after ~N/2 pairs.
+    pairs_per_scale: int = 200
+    window_s: float = 7 * 86_400.0
+    min_pairs: int = 30
+    # Resolve only once clearly back inside, so an estimate near the line does not flap.
+    resolve_margin_ratio: float = 0.002
+    # Legitimate small changes between entry and exit (fuel, water, snow) that no scale class
+    # explains, as a standard deviation of ln(exit/entry).
+    load_change_sigma: float = 0.003
+    huber_k: float = 1.345
+    tukey_c: float = 4.685
+    max_iterations: int = 50
+    tolerance_step: float = 1e-7
+
+
+def class_sigma(scale: ScaleInfo) -> float:
+    """Standard deviation of one in-motion reading: the class MPE is about two sigma."""
+    return scale.mpe_ratio / 2.0
+
+
+class _Window:
+    """Growable columns of the pairs in the window (numpy, so the fit is vectorised)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.entry = np.zeros(capacity, np.int64)
+        self.exit = np.zeros(capacity, np.int64)
+        self.y = np.zeros(capacity, np.float64)
+        self.ts = np.zeros(capacity, np.int64)
+        self.seq_entry = np.zeros(capacity, np.int64)
+        self.seq_exit = np.zeros(capacity, np.int64)
+        self.size = 0
+
+    def append(self, entry: int, exit_: int, y: float, ts: int, seq_e: int, seq_x: int) -> None:
+        if self.size == len(self.y):
+            self._resize(2 * len(self.y))
+        i = self.size
+        self.entry[i], self.exit[i], self.y[i], self.ts[i] = entry, exit_, y, ts
+        self.seq_entry[i], self.seq_exit[i] = seq_e, seq_x
+        self.size += 1
+
+    def keep(self, mask: npt.NDArray[np.bool_]) -> None:
+        n = int(mask.sum())
+        for name in ("entry", "exit", "y", "ts", "seq_entry", "seq_exit"):
+            column = getattr(self, name)
+            column[:n] = column[: self.size][mask]
+        self.size = n
+
+    def _resize(self, capacity: int) -> None:
+        for name in ("entry", "exit", "y", "ts", "seq_entry", "seq_exit"):
+            column = getattr(self, name)
+            grown = np.zeros(capacity, column.dtype)
+            grown[: self.size] = column[: self.size]
+            setattr(self, name, grown)
+
+
+class ScaleBiasState(msgspec.Struct, frozen=True, kw_only=True):
+    """The estimator's whole state, for a changelog or a checkpoint."""
+
+    scale_ids: list[str]
+    seen: list[int]
+    entry: list[int]
+    exit: list[int]
+    y: list[float]
+    ts: list[int]
+    seq_entry: list[int]
+    seq_exit: list[int]
+    firing: list[Alert]
+
+
+class ScaleBiasEstimator:
+    """Window of usable pairs, the robust network fit over it, and the SCALE_BIAS alerts."""
+
+    def __init__(
+        self, scales: Mapping[str, ScaleInfo], config: ScaleBiasConfig = ScaleBiasConfig()
+    ) -> None:
+        self.scales = dict(scales)
+        self.config = config
+        self._index: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._seen: list[int] = []
+        self._window = _Window()
+        self._latest_ts = 0
+        self._firing: dict[str, Alert] = {}
+
+    # ---- input ---------------------------------------------------------------------------
+
+    def add_pair(self, pair: WeighPair) -> bool:
+        """Take one pair into the window; False when it is unusable for bias.
+
+        Unusable: a non-OK reading, a changed axle count (the vehicle or its load changed),
+        an unconfigured scale, or the same scale at both ends (it would see no bias).
+        """
+        if not pair.both_ok or pair.entry.axles != pair.exit.axles:
+            return False
+        return self.add_observation(
+            pair.entry.scale_id,
+            pair.exit.scale_id,
+            math.log(pair.exit.gross_kg / pair.entry.gross_kg),
+            pair.exit.ts,
+        )
+
+    def add_observation(self, entry_scale: str, exit_scale: str, y: float, ts: int) -> bool:
+        """Take one observation y = ln(exit/entry) of the named scales at event time ts."""
+        if entry_scale == exit_scale or entry_scale not in self.scales:
+            return False
+        if exit_scale not in self.scales:
+            return False
+        e, x = self._column(entry_scale), self._column(exit_scale)
+        self._seen[e] += 1
+        self._seen[x] += 1
+        if self._window.size == len(self._window.y):
+            self._trim()
+        self._window.append(e, x, y, ts, self._seen[e], self._seen[x])
+        self._latest_ts = max(self._latest_ts, ts)
+        return True
+
+    def _column(self, scale_id: str) -> int:
+        column = self._index.get(scale_id)
+        if column is None:
+            column = self._index[scale_id] = len(self._ids)
+            self._ids.append(scale_id)
+            self._seen.append(0)
+        return column
+
+    def _trim(self) -> None:
+        """Drop pairs that left the window (older than window_s, and not recent for either
+        scale); called before the buffers grow so memory stays bounded."""
+        w = self._window
+        n = w.size
+        seen = np.asarray(self._seen, np.int64)
+        cutoff = seen - self.config.pairs_per_scale
+        recent = (w.seq_entry[:n] > cutoff[w.entry[:n]]) | (w.seq_exit[:n] > cutoff[w.exit[:n]])
+        young = w.ts[:n] >= self._latest_ts - int(self.config.window_s * 1000)
+        w.keep(recent & young)
+
+    # ---- estimate ------------------------------------------------------------------------
+
+    def estimate(self) -> list[ScaleBiasEstimate]:
+        """Every scale's bias over the current window, anchored at each group's median scale."""
+        self._trim()
+        w = self._window
+        n = w.size
+        if n == 0:
+            return []
+        active, inverse = np.unique(np.concatenate([w.entry[:n], w.exit[:n]]),
+                                    return_inverse=True)
+        entry, exit_ = inverse[:n], inverse[n:]
+        sigma = np.array([class_sigma(self.scales[self._ids[c]]) for c in active])
+        prior = 1.0 / (sigma[entry] ** 2 + sigma[exit_] ** 2 + self.config.load_change_sigma**2)
+        fit = _robust_fit(entry, exit_, w.y[:n], prior, len(active), self.config)
+        pairs = np.bincount(entry, minlength=len(active)) + np.bincount(
+            exit_, minlength=len(active))
+        bias, variance = _anchor_at_median(fit, pairs, self.config.min_pairs)
+        se = np.sqrt(variance)
+        estimates = []
+        for k, column in enumerate(active):
+            scale = self.scales[self._ids[column]]
+            estimates.append(
+                ScaleBiasEstimate(
+                    scale_id=scale.scale_id,
+                    plaza_id=scale.plaza_id,
+                    station=scale.station,
+                    bias_ratio=float(np.expm1(bias[k])),
+                    stderr_ratio=float(np.exp(bias[k]) * se[k]),
+                    pairs=int(pairs[k]),
+                    bias_log=float(bias[k]),
+                    stderr_log=float(se[k]),
+                )
+            )
+        return estimates
+
+    # ---- alerts --------------------------------------------------------------------------
+
+    def evaluate(self, ts: int) -> list[Alert]:
+        """SCALE_BIAS alerts that start or resolve at event time ts (transitions only)."""
+        cfg = self.config
+        by_scale = {e.scale_id: e for e in self.estimate()}
+        changes: list[Alert] = []
+        for scale_id, estimate in by_scale.items():
+            if scale_id in self._firing or estimate.pairs < cfg.min_pairs:
+                continue
+            if estimate.confident_excess(cfg.z, cfg.tolerance_ratio) > 0:
+                alert = self._alert(estimate, ts)
+                self._firing[scale_id] = alert
+                changes.append(alert)
+        for scale_id, alert in list(self._firing.items()):
+            estimate = by_scale.get(scale_id)
+            if estimate is not None and estimate.pairs >= cfg.min_pairs:
+                limit = cfg.tolerance_ratio - cfg.resolve_margin_ratio
+                if estimate.confident_excess(cfg.z, limit) > 0:
+                    continue
+            evidence = dict(alert.evidence)
+            if estimate is not None:
+                evidence.update(_bias_evidence(estimate))
+            changes.append(alert.resolved(ts, evidence))
+            del self._firing[scale_id]
+        return changes
+
+    def firing(self) -> list[Alert]:
+        """The SCALE_BIAS alerts currently firing (for re-sending to Alertmanager)."""
+        return list(self._firing.values())
+
+    def _alert(self, estimate: ScaleBiasEstimate, ts: int) -> Alert:
+        scale = self.scales[estimate.scale_id]
+        side_zh = "入口" if scale.station == "entry" else "出口"
+        heavy = estimate.bias_ratio > 0
+        reads_en = "heavy" if heavy else "light"
+        reads_zh = "偏重" if heavy else "偏轻"
+        if scale.station == "entry":
+            consequence = (
+                "it may refuse legal trucks as overloaded" if heavy
+                else "it may admit overloaded trucks"
+            )
+        else:
+            consequence = "exit re-weighings disagree with entry weighings"
+        return new_alert(
+            kind="SCALE_BIAS",
+            severity="warning",
+            plaza_id=scale.plaza_id,
+            subject=scale.scale_id,
+            started_at=ts,
+            summary_zh=f"{side_zh}称重设备{scale.scale_id}（{scale.plaza_id}，车道{scale.lane_id}）"
+                       f"{reads_zh}{abs(estimate.bias_ratio):.1%}"
+                       f"（±{estimate.stderr_ratio:.1%}，{estimate.pairs}对称重）",
+            summary_en=f"{scale.station.capitalize()} scale {scale.scale_id} at "
+                       f"{scale.plaza_id} lane {scale.lane_id} reads {reads_en} by "
+                       f"{abs(estimate.bias_ratio):.1%} (SE {estimate.stderr_ratio:.1%}, "
+                       f"{estimate.pairs} pairs)",
+            evidence={
+                "scale": scale.scale_id,
+                "station": scale.station,
+                "lane": scale.lane_id,
+                "accuracy_class": scale.accuracy_class,
+                "tolerance_ratio": self.config.tolerance_ratio,
+                **_bias_evidence(estimate),
+            },
+            recommendation=f"Inspect and recalibrate {scale.station} scale {scale.scale_id} "
+                           f"at {scale.plaza_id}; until then {consequence}.",
+        )
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def state(self) -> ScaleBiasState:
+        """The whole state as a serialisable struct."""
+        self._trim()
+        w, n = self._window, self._window.size
+        return ScaleBiasState(
+            scale_ids=list(self._ids),
+            seen=list(self._seen),
+            entry=w.entry[:n].tolist(),
+            exit=w.exit[:n].tolist(),
+            y=w.y[:n].tolist(),
+            ts=w.ts[:n].tolist(),
+            seq_entry=w.seq_entry[:n].tolist(),
+            seq_exit=w.seq_exit[:n].tolist(),
+            firing=list(self._firing.values()),
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: ScaleBiasState,
+        scales: Mapping[str, ScaleInfo],
+        config: ScaleBiasConfig = ScaleBiasConfig(),
+    ) -> ScaleBiasEstimator:
+        """An estimator continuing from a saved state."""
+        estimator = cls(scales, config)
+        estimator._ids = list(state.scale_ids)
+        estimator._index = {s: i for i, s in enumerate(state.scale_ids)}
+        estimator._seen = list(state.seen)
+        for row in zip(state.entry, state.exit, state.y, state.ts, state.seq_entry,
+                       state.seq_exit, strict=True):
+            estimator._window.append(*row)
+        estimator._latest_ts = max(state.ts, default=0)
+        estimator._firing = {a.subject: a for a in state.firing}
+        return estimator
+
+
+def _bias_evidence(estimate: ScaleBiasEstimate) -> dict[str, EvidenceValue]:
+    return {
+        "bias_ratio": round(estimate.bias_ratio, 5),
+        "stderr_ratio": round(estimate.stderr_ratio, 5),
+        "pairs": estimate.pairs,
+        "lower_bound_ratio": round(abs(estimate.bias_log) - 2.58 * estimate.stderr_log, 5),
+    }
+
+
+# ---- the robust fit ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    bias: FloatArray
+    covariance: FloatArray
+    component: IntArray
+
+
+def _components(entry: IntArray, exit_: IntArray, m: int) -> IntArray:
+    """Connected groups of scales (label = smallest column in the group)."""
+    label = np.arange(m)
+    while True:
+        low = np.minimum(label[entry], label[exit_])
+        new = label.copy()
+        np.minimum.at(new, entry, low)
+        np.minimum.at(new, exit_, low)
+        new = new[new]
+        if np.array_equal(new, label):
+            return label
+        label = new
+
+
+def _normal_matrix(entry: IntArray, exit_: IntArray, weight: FloatArray, m: int) -> FloatArray:
+    """A^T W A for the incidence matrix A (+1 at the exit, -1 at the entry of each pair)."""
+    flat = np.concatenate([entry * m + entry, exit_ * m + exit_, entry * m + exit_,
+                           exit_ * m + entry])
+    values = np.concatenate([weight, weight, -weight, -weight])
+    return np.bincount(flat, values, minlength=m * m).reshape(m, m)
+
+
+def _solve(
+    entry: IntArray, exit_: IntArray, y: FloatArray, weight: FloatArray, projector: FloatArray,
+) -> tuple[FloatArray, FloatArray, float]:
+    """Weighted least squares with each group's biases summing to zero.
+
+    Returns b, the regularised normal matrix L + αP and α. Adding αP (P = J/n per group)
+    pins each group's free offset without changing the fit, because every row of A sums
+    to zero; α of the size of L keeps it well conditioned, and (L + αP)⁻¹ - P/α is then the
+    pseudo-inverse of L.
+    """
+    m = len(projector)
+    laplacian = _normal_matrix(entry, exit_, weight, m)
+    alpha = max(float(np.diag(laplacian).mean()), 1e-12)
+    normal = laplacian + alpha * projector
+    # A scale whose pairs all got zero weight would make L + αP singular; a ridge far below
+    # any real information pins it at zero with a huge variance instead.
+    normal[np.diag_indices(m)] += 1e-9 * alpha
+    rhs = np.bincount(exit_, weight * y, minlength=m) - np.bincount(entry, weight * y, minlength=m)
+    return np.linalg.solve(normal, rhs), normal, alpha
+
+
+def _mad_scale(u: FloatArray) -> float:
+    # 1.4826 makes the MAD a consistent sigma for Gaussian noise; the floor keeps an exact
+    # fit (all residuals zero) from dividing by zero.
+    return max(1.4826 * float(np.median(np.abs(u))), 1e-9)
+
+
+def _robust_fit(
+    entry: IntArray, exit_: IntArray, y: FloatArray, prior: FloatArray, m: int,
+    cfg: ScaleBiasConfig,
+) -> _Fit:
+    component = _components(entry, exit_, m)
+    sizes = np.bincount(component, minlength=m)
+    same = component[:, None] == component[None, :]
+    projector = np.where(same, 1.0 / sizes[component][:, None], 0.0)
+    root_prior = np.sqrt(prior)
+
+    def residual(b: FloatArray) -> FloatArray:
+        return root_prior * (y - (b[exit_] - b[entry]))
+
+    b = np.zeros(m)
+    scale = _mad_scale(residual(b))
+    for _ in range(cfg.max_iterations):
+        u = residual(b)
+        scale = _mad_scale(u)
+        huber = np.minimum(1.0, cfg.huber_k / np.maximum(np.abs(u) / scale, 1e-12))
+        new, _, _ = _solve(entry, exit_, y, prior * huber, projector)
+        done = float(np.max(np.abs(new - b))) < cfg.tolerance_step
+        b = new
+        if done:
+            break
+    scale = _mad_scale(residual(b))
+    for _ in range(cfg.max_iterations):
+        x = residual(b) / scale
+        tukey = np.clip(1.0 - (x / cfg.tukey_c) ** 2, 0.0, None) ** 2
+        new, _, _ = _solve(entry, exit_, y, prior * tukey, projector)
+        done = float(np.max(np.abs(new - b))) < cfg.tolerance_step
+        b = new
+        if done:
+            break
+    covariance = _tukey_covariance(entry, exit_, residual(b) / scale, scale, prior, projector,
+                                   cfg.tukey_c)
+    return _Fit(b, covariance, component)
+
+
+def _tukey_covariance(
+    entry: IntArray, exit_: IntArray, x: FloatArray, scale: float, prior: FloatArray,
+    projector: FloatArray, c: float,
+) -> FloatArray:
+    """Huber's (1981) H2 covariance of an M-estimate, with each pair's ψ' as its information.
+
+    Using ψ' per pair rather than a global factor means a scale whose pairs were mostly
+    rejected as load changes gets the wide interval it deserves.
+    """
+    m = len(projector)
+    n = len(x)
+    inside = np.abs(x) < c
+    t = (x / c) ** 2
+    psi = np.where(inside, x * (1.0 - t) ** 2, 0.0)
+    # ψ' dips below zero near the rejection point; clipping keeps the information matrix
+    # positive semi-definite at the cost of a slightly wider interval.
+    dpsi = np.where(inside, np.clip((1.0 - t) * (1.0 - 5.0 * t), 0.0, None), 0.0)
+    groups = int(np.trace(projector).round())
+    dof = max(n - (m - groups), 1)
+    mean_dpsi = max(float(dpsi.mean()), 1e-9)
+    factor = scale**2 * float(np.sum(psi**2)) / dof / mean_dpsi
+    _, normal, alpha = _solve(entry, exit_, np.zeros(n), prior * dpsi, projector)
+    # The pseudo-inverse of L: the covariance of the biases with each group summing to zero.
+    return factor * (np.linalg.inv(normal) - projector / alpha)
+
+
+def _anchor_at_median(
+    fit: _Fit, pairs: IntArray, min_pairs: int
+) -> tuple[FloatArray, FloatArray]:
+    """Shift each group so its median well-observed scale has zero bias.
+
+    The variance adds the median's own sampling variance (π/2 · mean variance / n), which is
+    small in a network of dozens of scales but not nothing in a small one.
+    """
+    bias = fit.bias.copy()
+    variance = np.clip(np.diag(fit.covariance), 0.0, None).copy()
+    for group in np.unique(fit.component):
+        members = fit.component == group
+        anchors = members & (pairs >= min_pairs)
+        if not anchors.any():
+            anchors = members
+        bias[members] -= float(np.median(fit.bias[anchors]))
+        variance[members] += math.pi / 2 * float(variance[anchors].mean()) / int(anchors.sum())
+    return bias, variance
