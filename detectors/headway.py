@@ -1,0 +1,127 @@
+"""Per-lane service statistics from departures, and the M/G/1 queue they imply (SPEC §4.1)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+# Utilisation measured at 1 means a lane never idled in the window: the queue behind it is
+# unobservable from departures alone, so the P-K formula is evaluated at this cap instead of ∞.
+MAX_HEADWAY_UTILISATION = 0.95
+# A headway up to this multiple of the expected service time means the next vehicle was already
+# waiting when the previous one left: the lane stayed busy (a saturation headway).
+SATURATION_HEADWAY_FACTOR = 1.5
+
+
+def mg1_queue(
+    arrivals_per_s: float, mean_service_s: float, service_scv: float, max_utilisation: float
+) -> tuple[float, float]:
+    """Pollaczek-Khinchine mean queue (excluding the vehicle in service) and mean wait in s."""
+    if arrivals_per_s <= 0 or mean_service_s <= 0:
+        return 0.0, 0.0
+    rho = min(arrivals_per_s * mean_service_s, max_utilisation)
+    queue = rho * rho * (1.0 + max(service_scv, 0.0)) / (2.0 * (1.0 - rho))
+    # Little's law with the throughput the capped utilisation corresponds to.
+    return queue, queue / (rho / mean_service_s)
+
+
+@dataclass(frozen=True, slots=True)
+class LaneLoad:
+    """One lane's recent departures: throughput, service moments and utilisation."""
+
+    departures_per_s: float
+    mean_service_s: float
+    service_scv: float
+    utilisation: float
+
+
+class LaneServiceWindow:
+    """Departures of one lane over a sliding event-time window, with running service sums."""
+
+    __slots__ = (
+        "_n",
+        "_services",
+        "_sum_s",
+        "_sum_s2",
+        "_times",
+        "_window_ms",
+        "last_departure_ms",
+    )
+
+    def __init__(self, window_s: float) -> None:
+        self._window_ms = round(window_s * 1000)
+        self._times: deque[int] = deque()
+        self._services: deque[float] = deque()
+        self._n = 0
+        self._sum_s = 0.0
+        self._sum_s2 = 0.0
+        self.last_departure_ms: int | None = None
+
+    def service_estimate_s(self, ts_ms: int, typical_s: float) -> float:
+        """The service time of a departure at ts_ms when the lane did not report it."""
+        if self.last_departure_ms is not None:
+            headway_s = (ts_ms - self.last_departure_ms) / 1000.0
+            if 0 < headway_s <= SATURATION_HEADWAY_FACTOR * typical_s:
+                # A saturation headway: this vehicle's service began as the previous one left.
+                return headway_s
+        return typical_s
+
+    def add(self, ts_ms: int, service_s: float) -> None:
+        """Record one departure (event-time order)."""
+        self._times.append(ts_ms)
+        self._services.append(service_s)
+        self._n += 1
+        self._sum_s += service_s
+        self._sum_s2 += service_s * service_s
+        if self.last_departure_ms is None or ts_ms > self.last_departure_ms:
+            self.last_departure_ms = ts_ms
+
+    def prune(self, now_ms: int) -> None:
+        """Forget departures older than the window."""
+        horizon = now_ms - self._window_ms
+        while self._times and self._times[0] <= horizon:
+            self._times.popleft()
+            s = self._services.popleft()
+            self._n -= 1
+            self._sum_s -= s
+            self._sum_s2 -= s * s
+        if self._n == 0:
+            # Running sums drift by rounding; an empty window is the moment to zero them exactly.
+            self._sum_s = 0.0
+            self._sum_s2 = 0.0
+
+    @property
+    def departures(self) -> int:
+        """Departures in the window."""
+        return self._n
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds of service given in the window."""
+        return self._sum_s
+
+    def load(self, observed_s: float) -> LaneLoad:
+        """Throughput, service moments and utilisation over the observed part of the window."""
+        span_s = min(observed_s, self._window_ms / 1000.0)
+        if self._n == 0 or span_s <= 0:
+            return LaneLoad(0.0, 0.0, 0.0, 0.0)
+        mean = self._sum_s / self._n
+        variance = max(self._sum_s2 / self._n - mean * mean, 0.0)
+        scv = variance / (mean * mean) if mean > 0 else 0.0
+        rate = self._n / span_s
+        return LaneLoad(rate, mean, scv, min(self._sum_s / span_s, 1.0))
+
+
+def headway_queue(loads: list[LaneLoad]) -> tuple[float, float]:
+    """Approach queue (sum of per-lane M/G/1 queues) and flow-weighted mean wait in s."""
+    queue = 0.0
+    flow = 0.0
+    for lane in loads:
+        if lane.departures_per_s <= 0:
+            continue
+        # Throughput under-states demand on a saturated lane; its measured utilisation does not.
+        rate = max(lane.departures_per_s, lane.utilisation / lane.mean_service_s)
+        lq, _ = mg1_queue(rate, lane.mean_service_s, lane.service_scv, MAX_HEADWAY_UTILISATION)
+        queue += lq
+        flow += lane.departures_per_s
+    return queue, (queue / flow if flow > 0 else 0.0)

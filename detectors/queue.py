@@ -1,0 +1,636 @@
+"""Queue and wait per approach (plaza × direction), SPEC.md §4.1, on event time only.
+
+Input-output model: A(t) counts approach detections, D(t) departures. The vehicles that
+have reached the barriers by t at free-flow speed and not yet left are N(t) = A(t−τ) − D(t);
+of these, min(N, open lanes) are being served (lanes of one approach are one pool), so the
+waiting queue is Q(t) = A(t−τ) − S(t) with S(t) = D(t) + min(N, open lanes). A departure at
+td with service s started service at td − s; its delay is that start minus its free-flow
+arrival at the barrier, read as the horizontal distance between the curves (FIFO ranks) or
+measured directly when its plate was seen at the detector.
+
+Outputs are produced for every 5 s boundary b of event time once an event (or `advance`) is
+past b, from the events with ts ≤ b only, so any batching of the same events in the same
+order gives the same outputs. Feed each approach's events in non-decreasing ts (the stream
+layer's reorder buffer does that); a late event is counted at the next boundary.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Literal, NamedTuple
+
+import msgspec
+
+from detectors.alerts import Alert, EvidenceValue
+from detectors.congestion import (
+    CongestionHysteresis,
+    CongestionThresholds,
+    congestion_level,
+    queue_congestion_alert,
+    recommend_lanes,
+)
+from detectors.curves import CumulativeCurve
+from detectors.headway import LaneLoad, LaneServiceWindow, headway_queue
+from tollmon.events import (
+    ApproachDetection,
+    Direction,
+    LaneState,
+    LaneStatus,
+    LaneTransaction,
+    Payment,
+    TxResult,
+)
+
+LaneType = Literal["ETC", "MTC", "MIXED"]
+Method = Literal["input_output", "headway"]
+
+BOUNDARY_MS = 5_000
+WAIT_WINDOW_MS = 30_000
+RATE_WINDOW_MS = 60_000
+# Demand and service for the lane recommendation: long enough to be stable, short enough to
+# follow a peak.
+DEMAND_WINDOW_MS = 300_000
+# A vehicle waits far less than this; older curve points are only needed for late ranks.
+CURVE_HORIZON_S = 3_600.0
+PLATE_HORIZON_MS = 1_800_000
+MAX_LANES = 64
+# Offset samples from plate matches are noisy by the lanes' reordering; a median of this many
+# is steady yet follows a drifting detector within a minute or two of traffic.
+OFFSET_SAMPLES = 9
+MIN_OFFSET_SAMPLES = 5
+TAU_SAMPLES = 31
+MIN_TAU_SAMPLES = 5
+# Queue below which a plate-matched travel time counts as free flow for learning τ.
+FREE_FLOW_QUEUE_VEH = 0.5
+# Spillback clears only when the queue is clearly back inside the detector, so it does not flap.
+SPILLBACK_CLEAR_RATIO = 0.9
+# A detector silent this long while lanes keep serving is dead: fall back to headways.
+DEAD_DETECTOR_MS = 300_000
+DEAD_DETECTOR_MIN_DEPARTURES = 10
+LENGTH_EWMA_ALPHA = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleLengths:
+    """Queue metres per vehicle (length plus gap) by JT/T 489 class letter K, H, Z."""
+
+    passenger_m: float = 7.5
+    truck_m: float = 15.0
+    special_m: float = 12.0
+
+    @classmethod
+    def from_letters(cls, lengths: Mapping[str, float]) -> VehicleLengths:
+        """From the network's `vehicle_length_m: {K: .., H: .., Z: ..}` (missing → default)."""
+        base = cls()
+        return cls(
+            passenger_m=float(lengths.get("K", base.passenger_m)),
+            truck_m=float(lengths.get("H", base.truck_m)),
+            special_m=float(lengths.get("Z", base.special_m)),
+        )
+
+    def of(self, vehicle_class: str) -> float:
+        """The queue metres of one vehicle of this class (e.g. "H3")."""
+        letter = vehicle_class[:1]
+        if letter == "H":
+            return self.truck_m
+        if letter == "Z":
+            return self.special_m
+        return self.passenger_m
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTimes:
+    """Typical barrier service seconds by lane type, for departures that do not report it."""
+
+    etc_s: float = 3.0
+    mtc_s: float = 14.0
+    mixed_s: float = 8.0
+
+    def typical_s(self, lane_type: LaneType, payment: Payment, result: TxResult) -> float:
+        """Expected service of one transaction: failed ETC and refusals are handled by hand."""
+        if result != "OK" or payment == "MTC":
+            return self.mtc_s
+        return self.etc_s if lane_type == "ETC" else self.mixed_s
+
+    def of_lane(self, lane_type: LaneType) -> float:
+        """Typical service of a lane type when nothing else is known."""
+        return {"ETC": self.etc_s, "MTC": self.mtc_s}.get(lane_type, self.mixed_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ApproachConfig:
+    """What the estimator needs to know about one plaza direction."""
+
+    plaza_id: str
+    direction: Direction
+    lanes: tuple[tuple[str, LaneType], ...]
+    # The approach detector; without it the headway method is used.
+    distance_m: float | None = None
+    free_flow_s: float | None = None
+    vehicle_lengths: VehicleLengths = field(default_factory=VehicleLengths)
+    service: ServiceTimes = field(default_factory=ServiceTimes)
+    thresholds: CongestionThresholds = field(default_factory=CongestionThresholds)
+    # Lanes the queue stands in at the detector; None: spread over the open lanes.
+    queue_lanes: int | None = None
+    # Prior for τ = distance / speed until it is learned (toll plaza approaches slow down).
+    approach_speed_mps: float = 8.0
+    # No departure and no arrival due for this long means the approach is empty.
+    empty_after_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.lanes:
+            problems.append("lanes: at least one lane is needed")
+        if self.distance_m is not None and self.distance_m <= 0:
+            problems.append("distance_m: must be positive")
+        if self.free_flow_s is not None and self.free_flow_s <= 0:
+            problems.append("free_flow_s: must be positive")
+        if self.queue_lanes is not None and self.queue_lanes < 1:
+            problems.append("queue_lanes: must be at least 1")
+        if self.approach_speed_mps <= 0 or self.empty_after_s <= 0:
+            problems.append("approach_speed_mps and empty_after_s: must be positive")
+        if problems:
+            raise ValueError(f"{self.subject}: " + "; ".join(problems))
+
+    @property
+    def subject(self) -> str:
+        """The approach as named in alerts: `plaza/direction`."""
+        return f"{self.plaza_id}/{self.direction}"
+
+    @property
+    def has_detector(self) -> bool:
+        """Whether an approach detector counts arrivals (input-output method)."""
+        return self.distance_m is not None
+
+
+class QueueEstimate(msgspec.Struct, frozen=True, kw_only=True):
+    """One approach's queue and wait at one 5 s boundary of event time."""
+
+    ts: int
+    plaza_id: str
+    direction: Direction
+    queue_veh: float
+    queue_m: float
+    wait_s: float
+    arrivals_per_min: float
+    departures_per_min: float
+    open_lanes: int
+    level: int
+    spillback: bool
+    method: Method
+
+
+class Emitted(NamedTuple):
+    """What one `advance` produced, in event-time order."""
+
+    estimates: list[QueueEstimate]
+    alerts: list[Alert]
+
+
+# (ts, lane_id, payment, result, vehicle_class, service_ms, plate_hash)
+_Departure = tuple[int, str, Payment, TxResult, str, int | None, str | None]
+
+
+def _departure_order(d: _Departure) -> tuple[int, str, str]:
+    # Same-ts departures are taken in a fixed order so that feed order cannot change ranks.
+    return d[0], d[1], d[6] or ""
+
+
+def _next_boundary(ts_ms: int) -> int:
+    return -(-ts_ms // BOUNDARY_MS) * BOUNDARY_MS
+
+
+class ApproachEstimator:
+    """Queue-and-wait state of one approach; feed events in ts order, collect with `advance`."""
+
+    def __init__(self, config: ApproachConfig) -> None:
+        self.config = config
+        self._lane_type: dict[str, LaneType] = dict(config.lanes)
+        self._lane_open: dict[str, bool] = dict.fromkeys(self._lane_type, True)
+        self._open_lanes = len(self._lane_open)
+        self._lane_windows: dict[str, LaneServiceWindow] = {
+            lane: LaneServiceWindow(DEMAND_WINDOW_MS / 1000) for lane in self._lane_type
+        }
+        self._arrivals = CumulativeCurve(CURVE_HORIZON_S)
+        self._departures = CumulativeCurve(CURVE_HORIZON_S)
+        # Raw detections minus the vehicles they really stand for (miscounts, re-anchors).
+        self._offset = 0.0
+        self._offset_samples: deque[int] = deque(maxlen=OFFSET_SAMPLES)
+        self._new_offset_sample = False
+        self._plates: dict[str, tuple[int, int]] = {}
+        self._plate_order: deque[tuple[int, str]] = deque()
+        if config.free_flow_s is not None:
+            self._tau_ms = round(config.free_flow_s * 1000)
+        elif config.distance_m is not None:
+            self._tau_ms = round(config.distance_m / config.approach_speed_mps * 1000)
+        else:
+            self._tau_ms = 0
+        self._tau_samples: deque[int] = deque(maxlen=TAU_SAMPLES)
+        self._pending: list[_Departure] = []
+        self._delays: deque[tuple[int, float]] = deque()
+        self._delay_sum_s = 0.0
+        self._services: deque[tuple[int, float]] = deque()
+        self._service_sum_s = 0.0
+        self._mean_length_m = config.vehicle_lengths.passenger_m
+        self._spillback = False
+        self._last_queue_veh = 0.0
+        self._first_ms: int | None = None
+        self._boundary: int | None = None
+        self._hysteresis = CongestionHysteresis(config.thresholds)
+        self._firing: Alert | None = None
+        self._out_estimates: list[QueueEstimate] = []
+        self._out_alerts: list[Alert] = []
+        # Cumulative per-vehicle totals, for metrics and validation.
+        self.departures_total = 0
+        self.delay_total_s = 0.0
+        self.plate_matches_total = 0
+
+    # ---- feeding events -------------------------------------------------------------------
+
+    def observe(self, event: ApproachDetection | LaneTransaction | LaneStatus) -> None:
+        """Feed one event of this approach (any of the three kinds)."""
+        if isinstance(event, ApproachDetection):
+            self.on_arrival(event.ts, event.count, event.plate_hash)
+        elif isinstance(event, LaneTransaction):
+            self.on_departure(
+                event.ts,
+                event.lane_id,
+                event.payment,
+                event.result,
+                event.vehicle_class,
+                event.service_ms,
+                event.plate_hash,
+            )
+        else:
+            self.on_lane_status(event.ts, event.lane_id, event.state)
+
+    def on_arrival(self, ts_ms: int, count: int = 1, plate_hash: str | None = None) -> None:
+        """Vehicles crossing the approach detector."""
+        self._close_before(ts_ms)
+        raw_index = self._arrivals.add(ts_ms, count)
+        if plate_hash is not None:
+            self._plates[plate_hash] = (ts_ms, raw_index)
+            self._plate_order.append((ts_ms, plate_hash))
+
+    def on_departure(
+        self,
+        ts_ms: int,
+        lane_id: str,
+        payment: Payment = "ETC",
+        result: TxResult = "OK",
+        vehicle_class: str = "K1",
+        service_ms: int | None = None,
+        plate_hash: str | None = None,
+    ) -> None:
+        """A vehicle leaving a barrier (a lane transaction)."""
+        self._close_before(ts_ms)
+        self._pending.append(
+            (ts_ms, lane_id, payment, result, vehicle_class, service_ms, plate_hash)
+        )
+
+    def on_lane_status(self, ts_ms: int, lane_id: str, state: LaneState) -> None:
+        """A lane opened, closed or faulted; boundaries from ts_ms on see the new lane count."""
+        self._close_before(ts_ms)
+        if self._known_lane(lane_id):
+            self._lane_open[lane_id] = state == "OPEN"
+            self._open_lanes = sum(self._lane_open.values())
+
+    def advance(self, ts_ms: int) -> Emitted:
+        """Close every boundary before ts_ms and hand over all outputs not yet collected."""
+        if self._boundary is not None:
+            self._close_before(ts_ms)
+        out = Emitted(self._out_estimates, self._out_alerts)
+        self._out_estimates = []
+        self._out_alerts = []
+        return out
+
+    # ---- boundaries -----------------------------------------------------------------------
+
+    def _close_before(self, ts_ms: int) -> None:
+        if self._boundary is None:
+            self._first_ms = ts_ms
+            self._boundary = _next_boundary(ts_ms)
+            return
+        while self._boundary < ts_ms:
+            self._close(self._boundary)
+            self._boundary += BOUNDARY_MS
+
+    def _close(self, b: int) -> None:
+        if self._pending:
+            self._pending.sort(key=_departure_order)
+            for departure in self._pending:
+                self._process_departure(*departure)
+            self._pending.clear()
+        self._prune(b)
+        cfg = self.config
+        open_lanes = self._open_lanes
+        departures_per_min = float(
+            self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
+        )
+        if self._method(b) == "input_output":
+            method: Method = "input_output"
+            queue_veh = self._io_queue(b)
+            wait_s = self._delay_sum_s / len(self._delays) if self._delays else 0.0
+            arrivals_per_min = float(
+                self._arrivals.count_at(b) - self._arrivals.count_at(b - RATE_WINDOW_MS)
+            )
+        else:
+            method = "headway"
+            queue_veh, wait_s = headway_queue(self._lane_loads(b))
+            arrivals_per_min = departures_per_min
+        queue_veh, queue_m = self._spillback_check(queue_veh, method, open_lanes)
+        level = congestion_level(queue_veh, wait_s, open_lanes, self._spillback, cfg.thresholds)
+        self._last_queue_veh = queue_veh
+        estimate = QueueEstimate(
+            ts=b,
+            plaza_id=cfg.plaza_id,
+            direction=cfg.direction,
+            queue_veh=round(queue_veh, 3),
+            queue_m=round(queue_m, 1),
+            wait_s=round(wait_s, 2),
+            arrivals_per_min=arrivals_per_min,
+            departures_per_min=departures_per_min,
+            open_lanes=open_lanes,
+            level=level,
+            spillback=self._spillback,
+            method=method,
+        )
+        self._out_estimates.append(estimate)
+        self._alert_step(estimate, b)
+
+    def _prune(self, b: int) -> None:
+        self._arrivals.prune(b)
+        self._departures.prune(b)
+        horizon = b - WAIT_WINDOW_MS
+        while self._delays and self._delays[0][0] <= horizon:
+            self._delay_sum_s -= self._delays.popleft()[1]
+        if not self._delays:
+            self._delay_sum_s = 0.0
+        horizon = b - DEMAND_WINDOW_MS
+        while self._services and self._services[0][0] <= horizon:
+            self._service_sum_s -= self._services.popleft()[1]
+        if not self._services:
+            self._service_sum_s = 0.0
+        for window in self._lane_windows.values():
+            window.prune(b)
+        horizon = b - PLATE_HORIZON_MS
+        while self._plate_order and self._plate_order[0][0] <= horizon:
+            ts_ms, plate = self._plate_order.popleft()
+            seen = self._plates.get(plate)
+            if seen is not None and seen[0] == ts_ms:
+                del self._plates[plate]
+
+    def _method(self, b: int) -> Method:
+        if not self.config.has_detector:
+            return "headway"
+        if self._first_ms is None or b - self._first_ms < DEAD_DETECTOR_MS:
+            return "input_output"
+        arrived = self._arrivals.total - self._arrivals.count_at(b - DEAD_DETECTOR_MS)
+        served = self._departures.total - self._departures.count_at(b - DEAD_DETECTOR_MS)
+        dead = arrived == 0 and served >= DEAD_DETECTOR_MIN_DEPARTURES
+        return "headway" if dead else "input_output"
+
+    # ---- departures -----------------------------------------------------------------------
+
+    def _known_lane(self, lane_id: str) -> bool:
+        if lane_id in self._lane_type:
+            return True
+        if len(self._lane_type) >= MAX_LANES:
+            return False
+        # A lane missing from the network still serves vehicles; count it as an open mixed lane.
+        self._lane_type[lane_id] = "MIXED"
+        self._lane_open[lane_id] = True
+        self._open_lanes += 1
+        self._lane_windows[lane_id] = LaneServiceWindow(DEMAND_WINDOW_MS / 1000)
+        return True
+
+    def _process_departure(
+        self,
+        ts_ms: int,
+        lane_id: str,
+        payment: Payment,
+        result: TxResult,
+        vehicle_class: str,
+        service_ms: int | None,
+        plate_hash: str | None,
+    ) -> None:
+        known = self._known_lane(lane_id)
+        lane_type = self._lane_type.get(lane_id, "MIXED")
+        window = self._lane_windows.get(lane_id)
+        typical_s = self.config.service.typical_s(lane_type, payment, result)
+        if service_ms is not None:
+            service_s = service_ms / 1000.0
+        elif window is not None:
+            service_s = window.service_estimate_s(ts_ms, typical_s)
+        else:
+            service_s = typical_s
+        if known and window is not None:
+            window.add(ts_ms, service_s)
+        rank = self._departures.add(ts_ms)
+        start_ms = ts_ms - round(service_s * 1000)
+        delay_s = self._vehicle_delay_ms(rank, start_ms, plate_hash) / 1000.0
+        self._delays.append((ts_ms, delay_s))
+        self._delay_sum_s += delay_s
+        self._services.append((ts_ms, service_s))
+        self._service_sum_s += service_s
+        length = self.config.vehicle_lengths.of(vehicle_class)
+        self._mean_length_m += LENGTH_EWMA_ALPHA * (length - self._mean_length_m)
+        self.departures_total += 1
+        self.delay_total_s += delay_s
+
+    def _vehicle_delay_ms(self, rank: int, start_ms: int, plate_hash: str | None) -> int:
+        if not self.config.has_detector:
+            return 0
+        if plate_hash is not None:
+            seen = self._plates.pop(plate_hash, None)
+            if seen is not None and seen[0] < start_ms:
+                detected_ms, raw_index = seen
+                travel_ms = start_ms - detected_ms
+                # FIFO: the vehicle detected as raw arrival j is the j − offset-th to start.
+                self._offset_samples.append(raw_index - rank)
+                self._new_offset_sample = True
+                self._learn_tau(travel_ms)
+                self.plate_matches_total += 1
+                return max(travel_ms - self._tau_ms, 0)
+            if seen is not None:
+                self._plates[plate_hash] = seen
+        arrived_ms = self._arrivals.time_of(max(round(rank + self._offset), 1))
+        if arrived_ms is None:
+            return 0
+        if self.config.free_flow_s is None:
+            self._learn_tau_from_isolated_pair(start_ms)
+        return max(start_ms - arrived_ms - self._tau_ms, 0)
+
+    def _learn_tau(self, travel_ms: int) -> None:
+        # Only free-flow trips measure τ; a queued vehicle's travel time includes its wait.
+        if self.config.free_flow_s is not None or self._last_queue_veh >= FREE_FLOW_QUEUE_VEH:
+            return
+        self._tau_samples.append(travel_ms)
+        if len(self._tau_samples) >= MIN_TAU_SAMPLES:
+            ordered = sorted(self._tau_samples)
+            # The lower quartile: a free-flow trip can still wait behind a vehicle in service.
+            self._tau_ms = ordered[len(ordered) // 4]
+
+    def _learn_tau_from_isolated_pair(self, start_ms: int) -> None:
+        # At low flow, one detection followed by one service start, with nothing else around
+        # either, is the same vehicle: its travel time is a τ sample without any plate.
+        gap_ms = max(4 * self._tau_ms, 60_000)
+        previous = self._departures.count_at(start_ms - gap_ms)
+        if self._departures.total - previous != 1:
+            return
+        arrivals = self._arrivals
+        if arrivals.count_at(start_ms) - arrivals.count_at(start_ms - gap_ms) != 1:
+            return
+        if arrivals.count_at(start_ms - gap_ms) != arrivals.count_at(start_ms - 2 * gap_ms):
+            return
+        detected_ms = arrivals.time_of(arrivals.count_at(start_ms))
+        if detected_ms is not None and self._last_queue_veh < FREE_FLOW_QUEUE_VEH:
+            self._learn_tau(start_ms - detected_ms)
+
+    # ---- the queue ------------------------------------------------------------------------
+
+    def _io_queue(self, b: int) -> float:
+        if self._new_offset_sample and len(self._offset_samples) >= MIN_OFFSET_SAMPLES:
+            self._offset = float(median(self._offset_samples))
+        self._new_offset_sample = False
+        due = self._arrivals.count_at(b - self._tau_ms) - self._offset
+        in_system = due - self._departures.total
+        if in_system < 0:
+            # A vehicle cannot leave before it arrives: the detector missed some. Re-anchor.
+            self._offset += in_system
+            in_system = 0.0
+        elif in_system > 0 and self._observed_empty(b):
+            self._offset += in_system
+            in_system = 0.0
+            # Plate samples from before an exact re-anchor would pull the count back.
+            self._offset_samples.clear()
+        return max(in_system - self._open_lanes, 0.0)
+
+    def _observed_empty(self, b: int) -> bool:
+        if self._open_lanes == 0:
+            return False
+        quiet_ms = round(self.config.empty_after_s * 1000)
+        last_departure = self._departures.last_time()
+        if last_departure is not None and last_departure > b - quiet_ms:
+            return False
+        due_at = b - self._tau_ms
+        return self._arrivals.count_at(due_at) == self._arrivals.count_at(due_at - quiet_ms)
+
+    def _lane_loads(self, b: int) -> list[LaneLoad]:
+        observed_s = (b - (self._first_ms or b)) / 1000.0
+        return [
+            self._lane_windows[lane].load(observed_s)
+            for lane, is_open in self._lane_open.items()
+            if is_open
+        ]
+
+    def _spillback_check(
+        self, queue_veh: float, method: Method, open_lanes: int
+    ) -> tuple[float, float]:
+        stand_lanes = self.config.queue_lanes or max(open_lanes, 1)
+        queue_m = queue_veh * self._mean_length_m / stand_lanes
+        distance = self.config.distance_m
+        if distance is None or method != "input_output":
+            self._spillback = False
+            return queue_veh, queue_m
+        if queue_m >= distance:
+            self._spillback = True
+        elif queue_m < SPILLBACK_CLEAR_RATIO * distance:
+            self._spillback = False
+        if self._spillback:
+            # The detector sits in the queue and undercounts it: it is at least that long.
+            queue_m = max(queue_m, distance)
+            queue_veh = max(queue_veh, distance * stand_lanes / self._mean_length_m)
+        return queue_veh, queue_m
+
+    # ---- alerts ---------------------------------------------------------------------------
+
+    def _mean_service_s(self) -> float:
+        if self._services:
+            return self._service_sum_s / len(self._services)
+        service = self.config.service
+        types = list(self._lane_type.values())
+        return sum(service.of_lane(t) for t in types) / len(types)
+
+    def _demand_per_min(self, b: int) -> float:
+        span_ms = min(DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
+        arrived = self._arrivals.total - self._arrivals.count_at(b - span_ms)
+        served = self._departures.total - self._departures.count_at(b - span_ms)
+        # A queue or a dead detector can hide demand from one curve, never from both.
+        return max(arrived, served) * 60_000.0 / span_ms
+
+    def _evidence(self, estimate: QueueEstimate, b: int) -> tuple[dict[str, EvidenceValue], str]:
+        thresholds = self.config.thresholds
+        demand = self._demand_per_min(b)
+        service_s = self._mean_service_s()
+        advice = recommend_lanes(
+            demand,
+            service_s,
+            estimate.open_lanes,
+            len(self._lane_type),
+            thresholds.target_utilisation,
+        )
+        evidence: dict[str, EvidenceValue] = {
+            "ts": b,
+            "queue_veh": estimate.queue_veh,
+            "queue_m": estimate.queue_m,
+            "wait_s": estimate.wait_s,
+            "level": estimate.level,
+            "spillback": estimate.spillback,
+            "method": estimate.method,
+            "open_lanes": estimate.open_lanes,
+            "configured_lanes": len(self._lane_type),
+            "arrivals_per_min": estimate.arrivals_per_min,
+            "departures_per_min": estimate.departures_per_min,
+            "demand_per_min": round(demand, 2),
+            "mean_service_s": round(service_s, 2),
+            "utilisation": round(min(advice.utilisation, 99.0), 3),
+            "lanes_needed": advice.lanes_needed,
+            "extra_lanes": advice.extra_lanes,
+        }
+        return evidence, advice.text(thresholds.target_utilisation)
+
+    def _alert_step(self, estimate: QueueEstimate, b: int) -> None:
+        hysteresis = self._hysteresis
+        transition = hysteresis.step(b, estimate.level)
+        if transition is None:
+            return
+        evidence, recommendation = self._evidence(estimate, b)
+        if transition == "resolve":
+            if self._firing is not None:
+                ended_at = hysteresis.calm_since_ms if hysteresis.calm_since_ms is not None else b
+                self._out_alerts.append(self._firing.resolved(ended_at, evidence))
+            self._firing = None
+            hysteresis.reset_episode()
+            return
+        assert hysteresis.onset_ms is not None  # set on the way to every raise
+        self._firing = queue_congestion_alert(
+            plaza_id=self.config.plaza_id,
+            direction=self.config.direction,
+            started_at=hysteresis.onset_ms,
+            severity=hysteresis.severity,
+            queue_veh=estimate.queue_veh,
+            queue_m=estimate.queue_m,
+            wait_s=estimate.wait_s,
+            open_lanes=estimate.open_lanes,
+            level=estimate.level,
+            spillback=estimate.spillback,
+            evidence=evidence,
+            recommendation=recommendation,
+        )
+        self._out_alerts.append(self._firing)
+
+    # ---- introspection --------------------------------------------------------------------
+
+    @property
+    def tau_s(self) -> float:
+        """The free-flow time from detector to barrier in use (configured or learned)."""
+        return self._tau_ms / 1000.0
+
+    @property
+    def open_lanes(self) -> int:
+        """Lanes open now."""
+        return self._open_lanes
