@@ -61,8 +61,8 @@ def _publish_plaza_info(metrics: Metrics, network: Network) -> None:
 
 
 def _register_metrics_page(app: faust.App, metrics: Metrics) -> None:
-    async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(
+    async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.bytes(
             generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 

@@ -73,9 +73,10 @@ def simulate(
     events = generate(network, int(time.time() * 1000), duration_s, profile, seed, plaza)
     if out is not None:
         count = write_jsonl(events, out)
+        err.print(f"[green]{count} events[/green] written to {out}")
     else:
         count = publish_events(events, bootstrap, topic_prefix, speed)
-    err.print(f"[green]{count} events[/green] sent")
+        err.print(f"[green]{count} events[/green] sent to {bootstrap}")
 
 
 def _parse_surge(text: str) -> tuple[str, float]:

@@ -39,7 +39,8 @@ def publish_events(
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            producer.send(topic_for(event, prefix), key=event.plaza_id.encode(), value=encode(event))
+            key = event.plaza_id.encode()
+            producer.send(topic_for(event, prefix), key=key, value=encode(event))
             count += 1
     finally:
         producer.flush()

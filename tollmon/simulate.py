@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
-from tollmon.network import Approach, Network
+from tollmon.network import Approach, Lane, Network
 
 ETC_SERVICE_S = 3.0
 MTC_SERVICE_S = 14.0
@@ -77,6 +77,7 @@ class _ApproachSim:
         self.rng = rng
         self.stream_no = stream_no
         self.serial = 0
+        self.run_tag = ""
         self.lane_free_at = {lane.id: 0.0 for lane in approach.lanes}
         detector = approach.detectors[0] if approach.detectors else None
         self.detector = detector
@@ -88,9 +89,12 @@ class _ApproachSim:
 
     def _next_id(self, kind: str) -> str:
         self.serial += 1
-        return f"{self.plaza_id}-{self.direction[:2]}-{kind}-{self.serial}"
+        # The run tag keeps ids unique across runs, so a worker's dedup never
+        # mistakes a new run's vehicles for duplicates of an earlier one's.
+        return f"{kind}{self.serial}.{self.plaza_id}.{self.direction[:2]}.{self.run_tag}"
 
     def run(self, start_ms: int, duration_s: float) -> Iterator[tuple[int, int, Event]]:
+        self.run_tag = np.base_repr(start_ms, 36).lower()
         rate_per_s = self.profile.vehicles_per_hour / 3600.0
         rate_per_s *= self.profile.surge.get(self.plaza_id, 1.0)
         pending: list[tuple[int, int, Event]] = []
@@ -187,7 +191,7 @@ class _ApproachSim:
             )
         return out
 
-    def _choose_lane(self, uses_etc: bool, at_s: float) -> _Lane:
+    def _choose_lane(self, uses_etc: bool, at_s: float) -> Lane:
         usable = [
             lane
             for lane in self.approach.lanes

@@ -14,6 +14,7 @@ import msgspec
 
 from tollmon.errors import InvalidEventError
 from tollmon.events import ApproachDetection, Event, LaneStatus, LaneTransaction, WeighMeasurement
+from tollmon.network import Network
 
 REASONS: tuple[str, ...] = (
     "not_json",
@@ -154,3 +155,19 @@ class EventValidator:
                 "invalid_value",
                 f"axle_kg has {len(event.axle_kg)} values for {event.axles} axles",
             )
+
+
+def reference_from_network(network: Network) -> ReferenceData:
+    """What the validator needs to know of a loaded network configuration."""
+    lanes = [
+        (plaza.id, direction, lane.id)
+        for plaza in network.plazas
+        for direction, approach in plaza.approaches()
+        for lane in approach.lanes
+    ]
+    return ReferenceData.build(
+        plazas=network.plaza_ids,
+        lanes=lanes,
+        detectors=[(d.detector_id, d.plaza_id, d.direction) for d in network.detector_sites],
+        scales=[(s.scale_id, s.plaza_id, s.direction) for s in network.scale_sites],
+    )

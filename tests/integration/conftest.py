@@ -1,0 +1,153 @@
+"""Integration fixtures: the real local stack and real worker processes.
+
+The stack (Kafka, Prometheus, Alertmanager) is started by `tools/stack.sh up`,
+which is idempotent; workers run as `tollmon worker` subprocesses on the ports
+Prometheus scrapes, each under its own topic prefix so tests never share state.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka.admin import KafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from tollmon.settings import INPUT_TOPICS
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_PORTS = (6066, 6067)  # the ports config/prometheus.yml scrapes
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap: str
+    prometheus_url: str
+    alertmanager_url: str
+
+
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    subprocess.run([str(REPO / "tools" / "stack.sh"), "up"], check=True, cwd=REPO)
+    return Stack(
+        bootstrap=f"localhost:{os.environ.get('TOLLMON_KAFKA_PORT', '9092')}",
+        prometheus_url=f"http://127.0.0.1:{os.environ.get('TOLLMON_PROMETHEUS_PORT', '9090')}",
+        alertmanager_url=f"http://127.0.0.1:{os.environ.get('TOLLMON_ALERTMANAGER_PORT', '9093')}",
+    )
+
+
+@dataclass
+class WorkerProcess:
+    prefix: str
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample the worker exposes, keyed by (name, sorted labels)."""
+        text = httpx.get(self.metrics_url, timeout=5).text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(
+            value
+            for (sample, sample_labels), value in self.metrics().items()
+            if sample == name and set(labels.items()) <= set(sample_labels)
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int = 4) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if new:
+            admin.create_topics(new)
+    finally:
+        admin.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def start_worker(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(prefix: str | None = None, port: int = WORKER_PORTS[0], **env: str) -> WorkerProcess:
+        prefix = prefix or f"t{uuid.uuid4().hex[:8]}."
+        create_topics(
+            stack.bootstrap,
+            [prefix + t for t in (*INPUT_TOPICS, "toll.deadletter", "toll.alerts")],
+        )
+        log_path = tmp_path / f"worker-{port}-{len(started)}.log"
+        worker_env = {
+            **os.environ,
+            "TOLLMON_KAFKA_BOOTSTRAP": stack.bootstrap,
+            "TOLLMON_TOPIC_PREFIX": prefix,
+            "TOLLMON_WEB_PORT": str(port),
+            "TOLLMON_DATA_DIR": str(tmp_path / f"data-{port}"),
+            "TOLLMON_NETWORK_FILE": str(REPO / "config" / "network.yaml"),
+            "TOLLMON_ALERTMANAGER_URL": stack.alertmanager_url,
+            **env,
+        }
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tollmon", "worker"],
+                cwd=REPO,
+                env=worker_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        worker = WorkerProcess(prefix, port, log_path, process, env)
+        started.append(worker)
+
+        def ready() -> bool:
+            assert process.poll() is None, f"worker exited:\n{worker.log_tail()}"
+            return httpx.get(worker.metrics_url, timeout=2).status_code == 200
+
+        wait_until(ready, 90, "the worker's /metrics endpoint")
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
