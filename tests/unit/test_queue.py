@@ -1,0 +1,224 @@
+"""SPEC §4.1, input-output method: queue, wait, spillback and drift correction per approach."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.queue import ApproachEstimator
+from tests.unit.queue_timeline import (
+    QueueEvent,
+    approach,
+    arrival,
+    at,
+    departure,
+    lane_status,
+    replay,
+    seconds_of,
+)
+from tollmon.events import ApproachDetection
+
+TAU_S = 15.0
+SERVICE_S = 10.0
+
+
+def free_flow(period_s: float, until_s: float, start_s: float = 0.0) -> list[QueueEvent]:
+    """One vehicle every period_s, served on arrival at the barrier: nobody waits."""
+    events: list[QueueEvent] = []
+    t = start_s
+    while t < until_s:
+        events.append(arrival(t))
+        events.append(departure(t + TAU_S + SERVICE_S, service_s=SERVICE_S))
+        t += period_s
+    return events
+
+
+def test_constant_rate_free_flow_has_no_queue_and_level_zero() -> None:
+    estimates, alerts = replay(approach(), free_flow(20.0, 1800.0), until_s=1800.0)
+
+    assert [seconds_of(e) for e in estimates] == [5.0 * k for k in range(len(estimates))]
+    assert len(estimates) >= 360
+    assert all(e.queue_veh == 0.0 and e.wait_s == 0.0 and e.level == 0 for e in estimates)
+    assert all(e.method == "input_output" and not e.spillback for e in estimates)
+    assert estimates[300].arrivals_per_min == 3.0
+    assert estimates[300].departures_per_min == 3.0
+    assert alerts == []
+
+
+def test_outputs_come_every_five_seconds_of_event_time_from_the_first_event() -> None:
+    estimates, _ = replay(approach(), [arrival(2.0), arrival(61.0)], until_s=61.0)
+
+    assert [seconds_of(e) for e in estimates] == [5.0 * k for k in range(1, 13)]
+
+
+def test_surge_builds_exactly_the_queue_of_the_cumulative_curves() -> None:
+    # Ten vehicles at once; the barrier serves one every 10 s from their arrival there at 15 s.
+    events: list[QueueEvent] = [arrival(0.0, count=10)]
+    starts = [TAU_S + SERVICE_S * k for k in range(10)]
+    events += [departure(s + SERVICE_S) for s in starts]
+
+    estimates, _ = replay(approach(), events, until_s=150.0)
+
+    for e in estimates:
+        t = seconds_of(e)
+        # Vehicles at the barrier (from 15 s on) whose service has not started yet.
+        expected = sum(1 for s in starts if s > t) if t >= TAU_S else 0
+        assert e.queue_veh == expected, f"t={t}"
+        # Vehicle k waited 10·k s; the wait is the mean over those who left in (t−30, t].
+        left = [s - TAU_S for s in starts if t - 30 < s + SERVICE_S <= t]
+        assert e.wait_s == pytest.approx(sum(left) / len(left) if left else 0.0), f"t={t}"
+    assert max(e.queue_veh for e in estimates) == 9.0
+
+
+def test_wait_equals_the_known_delay_of_a_standing_queue() -> None:
+    # A saturated lane with 3 vehicles always waiting: everyone waits 3 service times.
+    events: list[QueueEvent] = [arrival(0.0, count=4)]
+    vehicles = 120
+    events += [arrival(SERVICE_S * (k - 3)) for k in range(4, vehicles)]
+    events += [departure(TAU_S + SERVICE_S * (k + 1)) for k in range(vehicles)]
+
+    estimates, _ = replay(approach(), events, until_s=1000.0)
+
+    steady = [e for e in estimates if 100.0 <= seconds_of(e) <= 1000.0]
+    assert all(e.wait_s == pytest.approx(3 * SERVICE_S) for e in steady)
+    assert all(e.queue_veh == 3.0 for e in steady)
+
+
+def test_queue_spreads_over_the_open_lanes_and_grows_when_one_closes() -> None:
+    lanes = (("01", "MTC"), ("02", "MTC"))
+    events: list[QueueEvent] = [lane_status(0.0, "02", "CLOSED"), arrival(1.0, count=6)]
+
+    estimates, _ = replay(approach(lanes=lanes), events, until_s=30.0)
+
+    last = estimates[-1]
+    assert last.open_lanes == 1
+    assert last.queue_veh == 5.0
+    assert last.queue_m == pytest.approx(5 * 7.5)
+
+
+def test_spillback_when_the_queue_reaches_the_detector() -> None:
+    # A 30 m detector holds four 7.5 m cars; nine waiting vehicles pass it.
+    events: list[QueueEvent] = [arrival(0.0, count=10)]
+    events += [departure(TAU_S + SERVICE_S * (k + 1)) for k in range(10)]
+
+    estimates, _ = replay(approach(distance_m=30.0), events, until_s=150.0)
+
+    spilled = [e for e in estimates if e.spillback]
+    assert spilled
+    assert all(e.queue_m >= 30.0 and e.level == 3 for e in spilled)
+    assert not estimates[-1].spillback
+    assert estimates[-1].queue_veh == 0.0
+
+
+def test_queue_length_uses_the_class_lengths_of_recent_departures() -> None:
+    trucks: list[QueueEvent] = [arrival(5.0 * k) for k in range(40)]
+    trucks += [
+        departure(5.0 * k + TAU_S + 2.0, vehicle_class="H4", service_s=2.0) for k in range(40)
+    ]
+    trucks += [arrival(200.0, count=4)]
+
+    estimates, _ = replay(approach(), trucks, until_s=220.0)
+
+    last = estimates[-1]
+    assert last.queue_veh == 3.0
+    # Mostly trucks have left lately, so the queue is measured mostly in truck lengths.
+    assert 3 * 7.5 < last.queue_m <= 3 * 15.0
+
+
+def phantom_cycle(start_s: float, phantoms_every: int) -> list[QueueEvent]:
+    """Three minutes of free flow in which the detector also counts phantom vehicles."""
+    events = free_flow(20.0, start_s + 180.0, start_s=start_s)
+    detections = [e for e in events if isinstance(e, ApproachDetection)]
+    for k, detection in enumerate(detections):
+        if k % phantoms_every == 0:
+            events.append(arrival((detection.ts - at(0.0)) / 1000 + 1.0))
+    return events
+
+
+def test_reanchoring_when_observed_empty_removes_detector_drift() -> None:
+    # Every cycle: 3 min of traffic with a phantom count in every 3rd vehicle, then 2 min quiet.
+    events: list[QueueEvent] = []
+    for cycle in range(12):
+        events += phantom_cycle(300.0 * cycle, phantoms_every=3)
+
+    estimates, alerts = replay(approach(), events, until_s=3600.0)
+
+    phantoms_per_cycle = 3
+    assert max(e.queue_veh for e in estimates) <= phantoms_per_cycle
+    # At the end of every quiet spell the approach is seen empty and the count starts afresh.
+    ends_of_quiet = [e for e in estimates if seconds_of(e) % 300.0 == 295.0]
+    assert ends_of_quiet
+    assert all(e.queue_veh == 0.0 for e in ends_of_quiet)
+    assert alerts == []
+
+
+def drifting_flow(plates: bool) -> list[QueueEvent]:
+    """Continuous flow, never empty, with one phantom detection per 10 vehicles."""
+    events: list[QueueEvent] = []
+    for k in range(300):
+        t = 12.0 * k
+        plate = f"v{k}" if plates else None
+        events.append(arrival(t, plate=plate))
+        events.append(departure(t + TAU_S + 8.0, service_s=8.0, plate=plate))
+        if k % 10 == 5:
+            events.append(arrival(t + 3.0))
+    return events
+
+
+def test_plate_matches_correct_a_drifting_count_without_quiet_spells() -> None:
+    corrected, _ = replay(approach(), drifting_flow(plates=True), until_s=3600.0)
+    drifting, _ = replay(approach(), drifting_flow(plates=False), until_s=3600.0)
+
+    assert drifting[-1].queue_veh >= 25.0
+    assert max(e.queue_veh for e in corrected[-200:]) <= 1.0
+    assert all(e.wait_s == 0.0 for e in corrected)
+
+
+def test_a_missed_detection_is_reanchored_at_once() -> None:
+    # The detector misses the second vehicle; its departure must not drive the queue negative.
+    events: list[QueueEvent] = [arrival(0.0), arrival(5.0, count=2)]
+    events += [departure(TAU_S + SERVICE_S * (k + 1)) for k in range(4)]
+    events += [arrival(100.0, count=3)]
+
+    estimates, _ = replay(approach(), events, until_s=130.0)
+
+    assert all(e.queue_veh >= 0.0 for e in estimates)
+    assert estimates[-1].queue_veh == 2.0
+
+
+def test_free_flow_time_is_learned_from_plate_matches_at_low_flow() -> None:
+    events: list[QueueEvent] = []
+    for k in range(20):
+        t = 90.0 * k
+        events.append(arrival(t, plate=f"v{k}"))
+        events.append(departure(t + 22.0 + 3.0, service_s=3.0, plate=f"v{k}", payment="ETC"))
+    estimator = ApproachEstimator(approach(lanes=(("01", "ETC"),), free_flow_s=None))
+    for event in sorted(events, key=lambda e: e.ts):
+        estimator.observe(event)
+    estimator.advance(at(1800.0))
+
+    assert estimator.tau_s == pytest.approx(22.0)
+
+
+def test_free_flow_time_is_learned_from_isolated_vehicles_without_plates() -> None:
+    events: list[QueueEvent] = []
+    for k in range(20):
+        t = 300.0 * k
+        events.append(arrival(t))
+        events.append(departure(t + 18.0 + 3.0, service_s=3.0, payment="ETC"))
+    estimator = ApproachEstimator(approach(lanes=(("01", "ETC"),), free_flow_s=None))
+    for event in sorted(events, key=lambda e: e.ts):
+        estimator.observe(event)
+    estimator.advance(at(6000.0))
+
+    assert estimator.tau_s == pytest.approx(18.0)
+
+
+def test_a_dead_detector_falls_back_to_the_headway_method() -> None:
+    events: list[QueueEvent] = [arrival(0.0)]
+    events += [departure(20.0 * k + 25.0) for k in range(60)]
+
+    estimates, _ = replay(approach(), events, until_s=1200.0)
+
+    assert estimates[10].method == "input_output"
+    assert estimates[-1].method == "headway"
+    assert all(e.queue_veh >= 0.0 for e in estimates)
