@@ -98,22 +98,7 @@ def join_overload(
     as does a completed pair; an admitted overweight pair raises `OVERLOAD_ADMITTED`.
     """
     if isinstance(event, WeighMeasurement):
-        if event.station != "entry":
-            return pending, None
-        if not thresholds.is_overloaded(event.gross_kg, event.axles):
-            return None, None
-        weighing = OverweightEntry(
-            scale_id=event.scale_id,
-            lane_id=event.lane_id,
-            gross_kg=event.gross_kg,
-            axles=event.axles,
-            ts=event.ts,
-        )
-        if pending is not None and pending.admission is not None:
-            return None, overload_alert(event.plaza_id, event.pass_id, weighing,
-                                        pending.admission, thresholds)
-        return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id,
-                               weighing=weighing), None
+        return _join_weighing(pending, event, thresholds)
     if event.direction != "entry":
         return pending, None
     admission = AdmissionResult(lane_id=event.lane_id, result=event.result, ts=event.ts)
@@ -122,6 +107,27 @@ def join_overload(
                                     admission, thresholds)
     return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id,
                            admission=admission), None
+
+
+def _join_weighing(
+    pending: PendingOverload | None, event: WeighMeasurement, thresholds: OverloadThresholds
+) -> tuple[PendingOverload | None, Alert | None]:
+    if event.station != "entry":
+        return pending, None
+    if not thresholds.is_overloaded(event.gross_kg, event.axles):
+        return None, None
+    weighing = OverweightEntry(
+        scale_id=event.scale_id,
+        lane_id=event.lane_id,
+        gross_kg=event.gross_kg,
+        axles=event.axles,
+        ts=event.ts,
+    )
+    if pending is not None and pending.admission is not None:
+        return None, overload_alert(event.plaza_id, event.pass_id, weighing,
+                                    pending.admission, thresholds)
+    return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id,
+                           weighing=weighing), None
 
 
 def is_join_expired(

@@ -213,28 +213,31 @@ class ScaleBiasEstimator:
 
     def evaluate(self, ts: int) -> list[Alert]:
         """SCALE_BIAS alerts that start or resolve at event time ts (transitions only)."""
-        cfg = self.config
         by_scale = {e.scale_id: e for e in self.estimate()}
-        changes: list[Alert] = []
+        resolved = [self._resolve(alert, by_scale.get(scale_id), ts)
+                    for scale_id, alert in self._firing.items()]
+        changes = [alert for alert in resolved if alert is not None]
+        for alert in changes:
+            del self._firing[alert.subject]
         for scale_id, estimate in by_scale.items():
-            if scale_id in self._firing or estimate.pairs < cfg.min_pairs:
-                continue
-            if estimate.confident_excess(cfg.z, cfg.tolerance_ratio) > 0:
-                alert = self._alert(estimate, ts)
-                self._firing[scale_id] = alert
-                changes.append(alert)
-        for scale_id, alert in list(self._firing.items()):
-            estimate = by_scale.get(scale_id)
-            if estimate is not None and estimate.pairs >= cfg.min_pairs:
-                limit = cfg.tolerance_ratio - cfg.resolve_margin_ratio
-                if estimate.confident_excess(cfg.z, limit) > 0:
-                    continue
-            evidence = dict(alert.evidence)
-            if estimate is not None:
-                evidence.update(_bias_evidence(estimate))
-            changes.append(alert.resolved(ts, evidence))
-            del self._firing[scale_id]
+            if scale_id not in self._firing and self._confidently_beyond(estimate):
+                self._firing[scale_id] = self._alert(estimate, ts)
+                changes.append(self._firing[scale_id])
         return changes
+
+    def _confidently_beyond(self, estimate: ScaleBiasEstimate, margin: float = 0.0) -> bool:
+        cfg = self.config
+        return estimate.pairs >= cfg.min_pairs and (
+            estimate.confident_excess(cfg.z, cfg.tolerance_ratio - margin) > 0
+        )
+
+    def _resolve(self, alert: Alert, estimate: ScaleBiasEstimate | None, ts: int) -> Alert | None:
+        """The resolved alert when its scale is no longer confidently biased, else None."""
+        if estimate is None:
+            return alert.resolved(ts)
+        if self._confidently_beyond(estimate, self.config.resolve_margin_ratio):
+            return None
+        return alert.resolved(ts, {**alert.evidence, **_bias_evidence(estimate)})
 
     def firing(self) -> list[Alert]:
         """The SCALE_BIAS alerts currently firing (for re-sending to Alertmanager)."""
@@ -354,7 +357,7 @@ def _normal_matrix(entry: IntArray, exit_: IntArray, weight: FloatArray, m: int)
     flat = np.concatenate([entry * m + entry, exit_ * m + exit_, entry * m + exit_,
                            exit_ * m + entry])
     values = np.concatenate([weight, weight, -weight, -weight])
-    return np.bincount(flat, values, minlength=m * m).reshape(m, m)
+    return np.bincount(flat, values, minlength=m * m).reshape(m, m).astype(np.float64)
 
 
 def _solve(

@@ -104,7 +104,8 @@ class UnmatchedWeighing(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def exit_plaza(self) -> str:
         """The `exit_plaza` label to count this under (`none` for an entry that never exited)."""
-        return NO_EXIT_PLAZA if self.reason in ("expired", "entry_too_old") else self.record.plaza_id
+        exited = self.reason == "no_entry"
+        return self.record.plaza_id if exited else NO_EXIT_PLAZA
 
 
 class PairingOutput(msgspec.Struct, frozen=True, kw_only=True):

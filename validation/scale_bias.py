@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from detectors.alerts import Alert
 from detectors.scale_bias import ScaleBiasConfig, ScaleBiasEstimator
 from detectors.scales import ScaleInfo
 from detectors.weighing import WeighingRecord, WeighPair
@@ -117,20 +118,13 @@ def build_network(rng: np.random.Generator, plazas: int) -> dict[str, ScaleInfo]
     return scales
 
 
-def run(scenario: Scenario, config: ScaleBiasConfig = ScaleBiasConfig(),
-        trace: bool = False) -> RunResult:
-    rng = np.random.default_rng(scenario.seed)
-    scales = build_network(rng, scenario.plazas)
-    ids = list(scales)
-    entry_ids = [s for s in ids if scales[s].station == "entry"]
-    exit_ids = [s for s in ids if scales[s].station == "exit"]
-    injections = scenario.injections or standard_injections(rng, scenario.plazas)
-    injected = {
-        (entry_ids if inj.station == "entry" else exit_ids)[inj.plaza]: inj for inj in injections
-    }
-    results = {
-        sid: InjectionResult(inj, sid, scales[sid].accuracy_class) for sid, inj in injected.items()
-    }
+def simulate_trips(
+    scenario: Scenario, rng: np.random.Generator, scales: dict[str, ScaleInfo],
+    injected: dict[str, Injection],
+) -> Iterator[WeighPair]:
+    """The scenario's trips in exit-time order, as weighed by the (possibly biased) scales."""
+    entry_ids = [s for s in scales if scales[s].station == "entry"]
+    exit_ids = [s for s in scales if scales[s].station == "exit"]
     # Plazas differ in truck traffic by an order of magnitude.
     traffic = rng.lognormal(0.0, 0.6, scenario.plazas)
     traffic /= traffic.sum()
@@ -146,77 +140,100 @@ def run(scenario: Scenario, config: ScaleBiasConfig = ScaleBiasConfig(),
                             -0.7, 1.0)
     noise = rng.standard_normal((2, n))
     flagged = rng.random((2, n)) < scenario.flagged_share
-    sigma = {sid: scales[sid].mpe_ratio / 2 for sid in ids}
+    gross_error = rng.normal(0.0, 0.1, (2, n))
 
-    estimator = ScaleBiasEstimator(scales, config)
-    trace_rows: dict[str, list[tuple[float, float, float, float]]] = {}
-    alerts_on: dict[str, list[int]] = {}
-    false_alerts = 0
-    sub_tolerance = 0
-    evaluations = 0
-    started = time.perf_counter()
+    def record(k: int, i: int, sid: str, true_kg: float, ts: int) -> WeighingRecord:
+        inj = injected.get(sid)
+        bias = inj.at(int(exit_ts[i]) / DAY_MS) if inj is not None else 0.0
+        error = scales[sid].mpe_ratio / 2 * noise[k, i]
+        if flagged[k, i]:
+            error += gross_error[k, i]
+        return WeighingRecord(scale_id=sid, plaza_id=scales[sid].plaza_id,
+                              gross_kg=int(round(true_kg * (1 + bias) * (1 + error), -1)),
+                              axles=5, ts=ts, quality="UNSTABLE" if flagged[k, i] else "OK")
+
     for i in range(n):
         ts = int(exit_ts[i])
-        day = ts / DAY_MS
         en, ex = entry_ids[entry_plaza[i]], exit_ids[exit_plaza[i]]
-        readings = []
-        for k, (sid, true_kg) in enumerate(((en, gross[i]), (ex, gross[i] * (1 + load[i])))):
-            bias = injected[sid].at(day) if sid in injected else 0.0
-            err = sigma[sid] * noise[k, i] + (rng.normal(0, 0.1) if flagged[k, i] else 0.0)
-            readings.append(int(round(true_kg * (1 + bias) * (1 + err), -1)))
-        entry_ts = ts - 3_600_000
-        pair = WeighPair(
-            pass_id=f"T{i}",
-            entry=WeighingRecord(scale_id=en, plaza_id=scales[en].plaza_id,
-                                 gross_kg=readings[0], axles=5, ts=entry_ts,
-                                 quality="UNSTABLE" if flagged[0, i] else "OK"),
-            exit=WeighingRecord(scale_id=ex, plaza_id=scales[ex].plaza_id,
-                                gross_kg=readings[1], axles=5, ts=ts,
-                                quality="UNSTABLE" if flagged[1, i] else "OK"),
-        )
+        yield WeighPair(pass_id=f"T{i}",
+                        entry=record(0, i, en, float(gross[i]), ts - 3_600_000),
+                        exit=record(1, i, ex, float(gross[i] * (1 + load[i])), ts))
+
+
+@dataclass
+class _Tally:
+    results: dict[str, InjectionResult]
+    tolerance: float
+    false_alerts: int = 0
+    sub_tolerance: int = 0
+
+    def count_pair(self, pair: WeighPair) -> None:
+        day = pair.exit.ts / DAY_MS
+        for sid in (pair.entry.scale_id, pair.exit.scale_id):
+            r = self.results.get(sid)
+            if r is not None and not r.detected and day >= r.injection.start_day:
+                r.pairs_since_onset += 1
+
+    def count_alert(self, alert: Alert) -> None:
+        if alert.status != "firing":
+            return
+        r = self.results.get(alert.subject)
+        day = alert.started_at / DAY_MS
+        if r is None:
+            self.false_alerts += 1
+        elif abs(r.injection.at(day)) < self.tolerance:
+            self.sub_tolerance += 1
+        elif not r.detected:
+            r.detected = True
+            r.delay_pairs = r.pairs_since_onset
+            r.true_bias_at_detection = r.injection.at(day)
+            r.named_side = str(alert.evidence["station"])
+
+
+def run(scenario: Scenario, config: ScaleBiasConfig | None = None,
+        trace: bool = False) -> RunResult:
+    """Simulate one scenario through the estimator, evaluating every `evaluate_every` pairs."""
+    config = config or ScaleBiasConfig()
+    rng = np.random.default_rng(scenario.seed)
+    scales = build_network(rng, scenario.plazas)
+    by_station = {st: [s for s in scales if scales[s].station == st] for st in ("entry", "exit")}
+    injections = scenario.injections or standard_injections(rng, scenario.plazas)
+    injected = {by_station[inj.station][inj.plaza]: inj for inj in injections}
+    tally = _Tally({sid: InjectionResult(inj, sid, scales[sid].accuracy_class)
+                    for sid, inj in injected.items()}, config.tolerance_ratio)
+    estimator = ScaleBiasEstimator(scales, config)
+    trace_rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    evaluations = 0
+    started = time.perf_counter()
+    for i, pair in enumerate(simulate_trips(scenario, rng, scales, injected)):
         if estimator.add_pair(pair):
-            for sid in (en, ex):
-                r = results.get(sid)
-                if r is not None and not r.detected and day >= r.injection.start_day:
-                    r.pairs_since_onset += 1
+            tally.count_pair(pair)
         if (i + 1) % scenario.evaluate_every:
             continue
         evaluations += 1
-        for alert in estimator.evaluate(ts):
-            if alert.status != "firing":
-                continue
-            sid = alert.subject
-            alerts_on.setdefault(sid, []).append(ts)
-            r = results.get(sid)
-            if r is None:
-                false_alerts += 1
-            elif abs(r.injection.at(day)) < config.tolerance_ratio:
-                sub_tolerance += 1
-            elif not r.detected:
-                r.detected = True
-                r.delay_pairs = r.pairs_since_onset
-                r.true_bias_at_detection = r.injection.at(day)
-                r.named_side = str(alert.evidence["station"])
+        for alert in estimator.evaluate(pair.exit.ts):
+            tally.count_alert(alert)
         if trace:
+            day = pair.exit.ts / DAY_MS
             for est in estimator.estimate():
                 if est.scale_id in injected:
-                    tr = (day, est.bias_ratio, est.stderr_ratio, injected[est.scale_id].at(day))
-                    trace_rows.setdefault(est.scale_id, []).append(tr)
+                    row = (day, est.bias_ratio, est.stderr_ratio, injected[est.scale_id].at(day))
+                    trace_rows.setdefault(est.scale_id, []).append(row)
     seconds = time.perf_counter() - started
-    final = estimator.estimate()
-    z_unbiased = [e.bias_log / e.stderr_log for e in final
+    z_unbiased = [e.bias_log / e.stderr_log for e in estimator.estimate()
                   if e.scale_id not in injected and e.stderr_log > 0]
     return RunResult(
         scenario=scenario,
-        injections=list(results.values()),
-        false_alerts=false_alerts,
-        unbiased_scale_days=(len(ids) - len(injected)) * scenario.days,
-        sub_tolerance_alerts=sub_tolerance,
+        injections=list(tally.results.values()),
+        false_alerts=tally.false_alerts,
+        unbiased_scale_days=(len(scales) - len(injected)) * scenario.days,
+        sub_tolerance_alerts=tally.sub_tolerance,
         z_unbiased=z_unbiased,
         seconds=seconds,
         evaluations=evaluations,
         trace=trace_rows,
     )
+
 
 def summarise(results: Sequence[RunResult], config: ScaleBiasConfig) -> dict[str, float]:
     """Headline numbers over all runs."""
@@ -332,10 +349,10 @@ def write_report(results: Sequence[RunResult], config: ScaleBiasConfig, out: Pat
 
 def _plot(result: RunResult, out: Path) -> Path | None:
     try:
-        import matplotlib  # noqa: PLC0415  # optional: the report is complete without the plot
+        import matplotlib  # optional: the report is complete without the plot
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
     except ImportError:
         return None
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex=True)
@@ -394,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = summarise(results, config)
     ok = (s["step_targets_detected"] == s["step_targets"] and s["max_delay_pairs"] <= 300
           and s["side_correct"] == s["sides_named"] and s["false_alerts"] == 0)
-    print(f"wrote {path}: {s}")  # noqa: T201  # a script reporting to its user
+    print(f"wrote {path}: {s}")  # a script reporting to its user
     return 0 if ok else 1
 
 
