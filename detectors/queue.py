@@ -71,6 +71,7 @@ SPILLBACK_CLEAR_RATIO = 0.9
 DEAD_DETECTOR_MS = 300_000
 DEAD_DETECTOR_MIN_DEPARTURES = 10
 LENGTH_EWMA_ALPHA = 0.05
+HEADWAY_MIN_SPAN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +521,8 @@ class ApproachEstimator:
         return self._arrivals.count_at(due_at) == self._arrivals.count_at(due_at - quiet_ms)
 
     def _lane_loads(self, b: int) -> list[LaneLoad]:
-        observed_s = (b - (self._first_ms or b)) / 1000.0
+        # Rates over a few seconds of history would call one departure a saturated lane.
+        observed_s = max((b - (self._first_ms or b)) / 1000.0, HEADWAY_MIN_SPAN_S)
         return [
             self._lane_windows[lane].load(observed_s)
             for lane, is_open in self._lane_open.items()

@@ -15,6 +15,7 @@ PLAZA = "URC-E01"
 _ids = itertools.count()
 
 QueueEvent = ApproachDetection | LaneTransaction | LaneStatus
+Lanes = tuple[tuple[str, LaneType], ...]
 
 
 def at(seconds: float) -> int:

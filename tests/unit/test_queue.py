@@ -6,6 +6,7 @@ import pytest
 
 from detectors.queue import ApproachEstimator
 from tests.unit.queue_timeline import (
+    Lanes,
     QueueEvent,
     approach,
     arrival,
@@ -84,7 +85,7 @@ def test_wait_equals_the_known_delay_of_a_standing_queue() -> None:
 
 
 def test_queue_spreads_over_the_open_lanes_and_grows_when_one_closes() -> None:
-    lanes = (("01", "MTC"), ("02", "MTC"))
+    lanes: Lanes = (("01", "MTC"), ("02", "MTC"))
     events: list[QueueEvent] = [lane_status(0.0, "02", "CLOSED"), arrival(1.0, count=6)]
 
     estimates, _ = replay(approach(lanes=lanes), events, until_s=30.0)
