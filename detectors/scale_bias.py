@@ -50,7 +50,8 @@ class ScaleBiasConfig:
     huber_k: float = 1.345
     tukey_c: float = 4.685
     max_iterations: int = 50
-    tolerance_step: float = 1e-7
+    # Iterations stop once no bias moves by more than this (log units; 1e-6 is 0.0001 %).
+    tolerance_step: float = 1e-6
 
 
 def class_sigma(scale: ScaleInfo) -> float:
