@@ -103,10 +103,12 @@ def join_overload(
         return pending, None
     admission = AdmissionResult(lane_id=event.lane_id, result=event.result, ts=event.ts)
     if pending is not None and pending.weighing is not None:
-        return None, overload_alert(event.plaza_id, event.pass_id, pending.weighing,
-                                    admission, thresholds)
-    return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id,
-                           admission=admission), None
+        return None, overload_alert(
+            event.plaza_id, event.pass_id, pending.weighing, admission, thresholds
+        )
+    return PendingOverload(
+        plaza_id=event.plaza_id, pass_id=event.pass_id, admission=admission
+    ), None
 
 
 def _join_weighing(
@@ -124,10 +126,10 @@ def _join_weighing(
         ts=event.ts,
     )
     if pending is not None and pending.admission is not None:
-        return None, overload_alert(event.plaza_id, event.pass_id, weighing,
-                                    pending.admission, thresholds)
-    return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id,
-                           weighing=weighing), None
+        return None, overload_alert(
+            event.plaza_id, event.pass_id, weighing, pending.admission, thresholds
+        )
+    return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id, weighing=weighing), None
 
 
 def is_join_expired(
@@ -158,10 +160,10 @@ def overload_alert(
         subject=f"trip:{pass_id}",
         started_at=admission.ts,
         summary_zh=f"入口超限车辆被放行：{weighing.axles}轴车总重{weighing.gross_kg}kg，"
-                   f"限值{limit}kg（超{over:.1%}），车道{admission.lane_id}结果{admission.result}",
+        f"限值{limit}kg（超{over:.1%}），车道{admission.lane_id}结果{admission.result}",
         summary_en=f"Overloaded truck admitted at entry: {weighing.axles} axles, "
-                   f"{weighing.gross_kg} kg against a {limit} kg limit ({over:+.1%}), "
-                   f"lane {admission.lane_id} result {admission.result}",
+        f"{weighing.gross_kg} kg against a {limit} kg limit ({over:+.1%}), "
+        f"lane {admission.lane_id} result {admission.result}",
         evidence={
             "pass_id": pass_id,
             "scale": weighing.scale_id,
@@ -176,5 +178,5 @@ def overload_alert(
             "weighed_at": weighing.ts,
         },
         recommendation="Stop the vehicle before it joins the expressway or notify the "
-                       "enforcement post downstream; review why the entry lane did not refuse it.",
+        "enforcement post downstream; review why the entry lane did not refuse it.",
     )

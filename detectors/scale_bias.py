@@ -183,14 +183,14 @@ class ScaleBiasEstimator:
         n = w.size
         if n == 0:
             return []
-        active, inverse = np.unique(np.concatenate([w.entry[:n], w.exit[:n]]),
-                                    return_inverse=True)
+        active, inverse = np.unique(np.concatenate([w.entry[:n], w.exit[:n]]), return_inverse=True)
         entry, exit_ = inverse[:n], inverse[n:]
         sigma = np.array([class_sigma(self.scales[self._ids[c]]) for c in active])
         prior = 1.0 / (sigma[entry] ** 2 + sigma[exit_] ** 2 + self.config.load_change_sigma**2)
         fit = _robust_fit(entry, exit_, w.y[:n], prior, len(active), self.config)
         pairs = np.bincount(entry, minlength=len(active)) + np.bincount(
-            exit_, minlength=len(active))
+            exit_, minlength=len(active)
+        )
         bias, variance = _anchor_at_median(fit, pairs, self.config.min_pairs)
         se = np.sqrt(variance)
         estimates = []
@@ -215,8 +215,10 @@ class ScaleBiasEstimator:
     def evaluate(self, ts: int) -> list[Alert]:
         """SCALE_BIAS alerts that start or resolve at event time ts (transitions only)."""
         by_scale = {e.scale_id: e for e in self.estimate()}
-        resolved = [self._resolve(alert, by_scale.get(scale_id), ts)
-                    for scale_id, alert in self._firing.items()]
+        resolved = [
+            self._resolve(alert, by_scale.get(scale_id), ts)
+            for scale_id, alert in self._firing.items()
+        ]
         changes = [alert for alert in resolved if alert is not None]
         for alert in changes:
             del self._firing[alert.subject]
@@ -252,7 +254,8 @@ class ScaleBiasEstimator:
         reads_zh = "偏重" if heavy else "偏轻"
         if scale.station == "entry":
             consequence = (
-                "it may refuse legal trucks as overloaded" if heavy
+                "it may refuse legal trucks as overloaded"
+                if heavy
                 else "it may admit overloaded trucks"
             )
         else:
@@ -264,12 +267,12 @@ class ScaleBiasEstimator:
             subject=scale.scale_id,
             started_at=ts,
             summary_zh=f"{side_zh}称重设备{scale.scale_id}（{scale.plaza_id}，车道{scale.lane_id}）"
-                       f"{reads_zh}{abs(estimate.bias_ratio):.1%}"
-                       f"（±{estimate.stderr_ratio:.1%}，{estimate.pairs}对称重）",
+            f"{reads_zh}{abs(estimate.bias_ratio):.1%}"
+            f"（±{estimate.stderr_ratio:.1%}，{estimate.pairs}对称重）",
             summary_en=f"{scale.station.capitalize()} scale {scale.scale_id} at "
-                       f"{scale.plaza_id} lane {scale.lane_id} reads {reads_en} by "
-                       f"{abs(estimate.bias_ratio):.1%} (SE {estimate.stderr_ratio:.1%}, "
-                       f"{estimate.pairs} pairs)",
+            f"{scale.plaza_id} lane {scale.lane_id} reads {reads_en} by "
+            f"{abs(estimate.bias_ratio):.1%} (SE {estimate.stderr_ratio:.1%}, "
+            f"{estimate.pairs} pairs)",
             evidence={
                 "scale": scale.scale_id,
                 "station": scale.station,
@@ -279,7 +282,7 @@ class ScaleBiasEstimator:
                 **_bias_evidence(estimate),
             },
             recommendation=f"Inspect and recalibrate {scale.station} scale {scale.scale_id} "
-                           f"at {scale.plaza_id}; until then {consequence}.",
+            f"at {scale.plaza_id}; until then {consequence}.",
         )
 
     # ---- state ---------------------------------------------------------------------------
@@ -312,8 +315,9 @@ class ScaleBiasEstimator:
         estimator._ids = list(state.scale_ids)
         estimator._index = {s: i for i, s in enumerate(state.scale_ids)}
         estimator._seen = list(state.seen)
-        for row in zip(state.entry, state.exit, state.y, state.ts, state.seq_entry,
-                       state.seq_exit, strict=True):
+        for row in zip(
+            state.entry, state.exit, state.y, state.ts, state.seq_entry, state.seq_exit, strict=True
+        ):
             estimator._window.append(*row)
         estimator._latest_ts = max(state.ts, default=0)
         estimator._firing = {a.subject: a for a in state.firing}
@@ -355,14 +359,19 @@ def _components(entry: IntArray, exit_: IntArray, m: int) -> IntArray:
 
 def _normal_matrix(entry: IntArray, exit_: IntArray, weight: FloatArray, m: int) -> FloatArray:
     """A^T W A for the incidence matrix A (+1 at the exit, -1 at the entry of each pair)."""
-    flat = np.concatenate([entry * m + entry, exit_ * m + exit_, entry * m + exit_,
-                           exit_ * m + entry])
+    flat = np.concatenate(
+        [entry * m + entry, exit_ * m + exit_, entry * m + exit_, exit_ * m + entry]
+    )
     values = np.concatenate([weight, weight, -weight, -weight])
     return np.bincount(flat, values, minlength=m * m).reshape(m, m).astype(np.float64)
 
 
 def _solve(
-    entry: IntArray, exit_: IntArray, y: FloatArray, weight: FloatArray, projector: FloatArray,
+    entry: IntArray,
+    exit_: IntArray,
+    y: FloatArray,
+    weight: FloatArray,
+    projector: FloatArray,
 ) -> tuple[FloatArray, FloatArray, float]:
     """Weighted least squares with each group's biases summing to zero.
 
@@ -389,7 +398,11 @@ def _mad_scale(u: FloatArray) -> float:
 
 
 def _robust_fit(
-    entry: IntArray, exit_: IntArray, y: FloatArray, prior: FloatArray, m: int,
+    entry: IntArray,
+    exit_: IntArray,
+    y: FloatArray,
+    prior: FloatArray,
+    m: int,
     cfg: ScaleBiasConfig,
 ) -> _Fit:
     component = _components(entry, exit_, m)
@@ -421,14 +434,20 @@ def _robust_fit(
         b = new
         if done:
             break
-    covariance = _tukey_covariance(entry, exit_, residual(b) / scale, scale, prior, projector,
-                                   cfg.tukey_c)
+    covariance = _tukey_covariance(
+        entry, exit_, residual(b) / scale, scale, prior, projector, cfg.tukey_c
+    )
     return _Fit(b, covariance, component)
 
 
 def _tukey_covariance(
-    entry: IntArray, exit_: IntArray, x: FloatArray, scale: float, prior: FloatArray,
-    projector: FloatArray, c: float,
+    entry: IntArray,
+    exit_: IntArray,
+    x: FloatArray,
+    scale: float,
+    prior: FloatArray,
+    projector: FloatArray,
+    c: float,
 ) -> FloatArray:
     """Huber's (1981) H2 covariance of an M-estimate, with each pair's ψ' as its information.
 
@@ -452,9 +471,7 @@ def _tukey_covariance(
     return factor * (np.linalg.inv(normal) - projector / alpha)
 
 
-def _anchor_at_median(
-    fit: _Fit, pairs: IntArray, min_pairs: int
-) -> tuple[FloatArray, FloatArray]:
+def _anchor_at_median(fit: _Fit, pairs: IntArray, min_pairs: int) -> tuple[FloatArray, FloatArray]:
     """Shift each group so its median well-observed scale has zero bias.
 
     The variance adds the median's own sampling variance (π/2 · mean variance / n), which is

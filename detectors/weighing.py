@@ -275,10 +275,13 @@ def _discrepancy_alert(
     what_en = []
     what_zh = []
     if weight_changed:
-        what_en.append(f"gross {entry.gross_kg} kg at entry vs {exit_.gross_kg} kg at exit "
-                       f"({ratio:+.1%}, tolerance ±{tolerance:.1%})")
-        what_zh.append(f"入口{entry.gross_kg}kg、出口{exit_.gross_kg}kg（{ratio:+.1%}，"
-                       f"容差±{tolerance:.1%}）")
+        what_en.append(
+            f"gross {entry.gross_kg} kg at entry vs {exit_.gross_kg} kg at exit "
+            f"({ratio:+.1%}, tolerance ±{tolerance:.1%})"
+        )
+        what_zh.append(
+            f"入口{entry.gross_kg}kg、出口{exit_.gross_kg}kg（{ratio:+.1%}，容差±{tolerance:.1%}）"
+        )
     if axles_changed:
         what_en.append(f"axles {entry.axles} at entry vs {exit_.axles} at exit")
         what_zh.append(f"轴数入口{entry.axles}、出口{exit_.axles}")
@@ -308,9 +311,9 @@ def _discrepancy_alert(
         subject=f"trip:{pair.pass_id}",
         started_at=exit_.ts,
         summary_zh=f"通行标识{pair.pass_id}出入口称重不一致：{'；'.join(what_zh)}"
-                   f"（{route}）；可疑：{suspect}",
+        f"（{route}）；可疑：{suspect}",
         summary_en=f"Trip {pair.pass_id} weighed inconsistently: {'; '.join(what_en)} "
-                   f"({route}); suspect: {suspect}",
+        f"({route}); suspect: {suspect}",
         evidence=evidence,
         recommendation=_discrepancy_recommendation(suspect),
     )

@@ -74,8 +74,12 @@ def standard_injections(rng: np.random.Generator, plazas: int) -> tuple[Injectio
     and two slow drifts."""
     chosen = rng.choice(plazas, size=6, replace=False)
     specs: list[tuple[Literal["entry", "exit"], float, float]] = [
-        ("entry", +0.03, 0.0), ("exit", -0.03, 0.0), ("entry", -0.05, 0.0),
-        ("exit", +0.01, 0.0), ("entry", +0.04, 3.0), ("exit", -0.03, 2.0),
+        ("entry", +0.03, 0.0),
+        ("exit", -0.03, 0.0),
+        ("entry", -0.05, 0.0),
+        ("exit", +0.01, 0.0),
+        ("entry", +0.04, 3.0),
+        ("exit", -0.03, 2.0),
     ]
     return tuple(
         Injection(station=station, plaza=int(p), bias_ratio=bias, start_day=2.0, ramp_days=ramp)
@@ -119,7 +123,9 @@ def build_network(rng: np.random.Generator, plazas: int) -> dict[str, ScaleInfo]
 
 
 def simulate_trips(
-    scenario: Scenario, rng: np.random.Generator, scales: dict[str, ScaleInfo],
+    scenario: Scenario,
+    rng: np.random.Generator,
+    scales: dict[str, ScaleInfo],
     injected: dict[str, Injection],
 ) -> Iterator[WeighPair]:
     """The scenario's trips in exit-time order, as weighed by the (possibly biased) scales."""
@@ -136,8 +142,9 @@ def simulate_trips(
     load = rng.uniform(-0.003, 0.0, n)  # fuel burnt on the way
     changed = rng.random(n) < scenario.load_change_share
     size = np.abs(rng.standard_t(2, n)) * 0.08
-    load[changed] = np.clip(np.where(rng.random(changed.sum()) < 0.8, -1, 1) * size[changed],
-                            -0.7, 1.0)
+    load[changed] = np.clip(
+        np.where(rng.random(changed.sum()) < 0.8, -1, 1) * size[changed], -0.7, 1.0
+    )
     noise = rng.standard_normal((2, n))
     flagged = rng.random((2, n)) < scenario.flagged_share
     gross_error = rng.normal(0.0, 0.1, (2, n))
@@ -148,16 +155,23 @@ def simulate_trips(
         error = scales[sid].mpe_ratio / 2 * noise[k, i]
         if flagged[k, i]:
             error += gross_error[k, i]
-        return WeighingRecord(scale_id=sid, plaza_id=scales[sid].plaza_id,
-                              gross_kg=int(round(true_kg * (1 + bias) * (1 + error), -1)),
-                              axles=5, ts=ts, quality="UNSTABLE" if flagged[k, i] else "OK")
+        return WeighingRecord(
+            scale_id=sid,
+            plaza_id=scales[sid].plaza_id,
+            gross_kg=int(round(true_kg * (1 + bias) * (1 + error), -1)),
+            axles=5,
+            ts=ts,
+            quality="UNSTABLE" if flagged[k, i] else "OK",
+        )
 
     for i in range(n):
         ts = int(exit_ts[i])
         en, ex = entry_ids[entry_plaza[i]], exit_ids[exit_plaza[i]]
-        yield WeighPair(pass_id=f"T{i}",
-                        entry=record(0, i, en, float(gross[i]), ts - 3_600_000),
-                        exit=record(1, i, ex, float(gross[i] * (1 + load[i])), ts))
+        yield WeighPair(
+            pass_id=f"T{i}",
+            entry=record(0, i, en, float(gross[i]), ts - 3_600_000),
+            exit=record(1, i, ex, float(gross[i] * (1 + load[i])), ts),
+        )
 
 
 @dataclass
@@ -190,8 +204,9 @@ class _Tally:
             r.named_side = str(alert.evidence["station"])
 
 
-def run(scenario: Scenario, config: ScaleBiasConfig | None = None,
-        trace: bool = False) -> RunResult:
+def run(
+    scenario: Scenario, config: ScaleBiasConfig | None = None, trace: bool = False
+) -> RunResult:
     """Simulate one scenario through the estimator, evaluating every `evaluate_every` pairs."""
     config = config or ScaleBiasConfig()
     rng = np.random.default_rng(scenario.seed)
@@ -199,8 +214,13 @@ def run(scenario: Scenario, config: ScaleBiasConfig | None = None,
     by_station = {st: [s for s in scales if scales[s].station == st] for st in ("entry", "exit")}
     injections = scenario.injections or standard_injections(rng, scenario.plazas)
     injected = {by_station[inj.station][inj.plaza]: inj for inj in injections}
-    tally = _Tally({sid: InjectionResult(inj, sid, scales[sid].accuracy_class)
-                    for sid, inj in injected.items()}, config.tolerance_ratio)
+    tally = _Tally(
+        {
+            sid: InjectionResult(inj, sid, scales[sid].accuracy_class)
+            for sid, inj in injected.items()
+        },
+        config.tolerance_ratio,
+    )
     estimator = ScaleBiasEstimator(scales, config)
     trace_rows: dict[str, list[tuple[float, float, float, float]]] = {}
     evaluations = 0
@@ -220,8 +240,11 @@ def run(scenario: Scenario, config: ScaleBiasConfig | None = None,
                     row = (day, est.bias_ratio, est.stderr_ratio, injected[est.scale_id].at(day))
                     trace_rows.setdefault(est.scale_id, []).append(row)
     seconds = time.perf_counter() - started
-    z_unbiased = [e.bias_log / e.stderr_log for e in estimator.estimate()
-                  if e.scale_id not in injected and e.stderr_log > 0]
+    z_unbiased = [
+        e.bias_log / e.stderr_log
+        for e in estimator.estimate()
+        if e.scale_id not in injected and e.stderr_log > 0
+    ]
     return RunResult(
         scenario=scenario,
         injections=list(tally.results.values()),
@@ -237,10 +260,18 @@ def run(scenario: Scenario, config: ScaleBiasConfig | None = None,
 
 def summarise(results: Sequence[RunResult], config: ScaleBiasConfig) -> dict[str, float]:
     """Headline numbers over all runs."""
-    targets = [r for run_ in results for r in run_.injections
-               if abs(r.injection.bias_ratio) >= 0.03 and r.injection.ramp_days == 0]
-    all_detectable = [r for run_ in results for r in run_.injections
-                      if abs(r.injection.bias_ratio) > config.tolerance_ratio]
+    targets = [
+        r
+        for run_ in results
+        for r in run_.injections
+        if abs(r.injection.bias_ratio) >= 0.03 and r.injection.ramp_days == 0
+    ]
+    all_detectable = [
+        r
+        for run_ in results
+        for r in run_.injections
+        if abs(r.injection.bias_ratio) > config.tolerance_ratio
+    ]
     delays = [r.delay_pairs for r in targets if r.delay_pairs is not None]
     sides = [r.named_side == r.injection.station for r in all_detectable if r.detected]
     z = np.concatenate([np.asarray(run_.z_unbiased) for run_ in results])
@@ -265,8 +296,9 @@ def summarise(results: Sequence[RunResult], config: ScaleBiasConfig) -> dict[str
     }
 
 
-def write_report(results: Sequence[RunResult], config: ScaleBiasConfig, out: Path,
-                 timing: tuple[int, int, float]) -> Path:
+def write_report(
+    results: Sequence[RunResult], config: ScaleBiasConfig, out: Path, timing: tuple[int, int, float]
+) -> Path:
     """Write the markdown report (and a PNG of the first run's traces) into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     s = summarise(results, config)
@@ -313,15 +345,15 @@ def write_report(results: Sequence[RunResult], config: ScaleBiasConfig, out: Pat
         "",
         "## Per injected scale",
         "",
-        "| seed | scale | class | injected | named | delay (pairs) | true bias when named "
-        "| side |",
+        "| seed | scale | class | injected | named | delay (pairs) | true bias when named | side |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run_ in results:
         for r in run_.injections:
             inj = r.injection
-            true_bias = ("—" if r.true_bias_at_detection is None
-                         else f"{r.true_bias_at_detection:+.2%}")
+            true_bias = (
+                "—" if r.true_bias_at_detection is None else f"{r.true_bias_at_detection:+.2%}"
+            )
             lines.append(
                 f"| {run_.scenario.seed} | {r.scale_id} | {r.accuracy_class:g} | "
                 f"{inj.station} {inj.bias_ratio:+.0%} {inj.kind} | {'yes' if r.detected else 'no'}"
@@ -383,8 +415,9 @@ def time_large_network(scales_n: int = 500, pairs: int = 100_000, seed: int = 0)
     for p in range(half):
         for station in ("entry", "exit"):
             sid = f"P{p:03d}-{station}"
-            scales[sid] = ScaleInfo(sid, f"P{p:03d}", station, "01",
-                                    float(rng.choice(CLASSES, p=CLASS_SHARES)))
+            scales[sid] = ScaleInfo(
+                sid, f"P{p:03d}", station, "01", float(rng.choice(CLASSES, p=CLASS_SHARES))
+            )
     config = ScaleBiasConfig(pairs_per_scale=pairs)  # keep every pair in the window
     est = ScaleBiasEstimator(scales, config)
     en = rng.integers(0, half, pairs)
@@ -404,13 +437,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/validation"))
     args = parser.parse_args(argv)
     config = ScaleBiasConfig()
-    results = [run(Scenario(seed=seed, days=args.days), config, trace=seed == 0)
-               for seed in range(args.seeds)]
+    results = [
+        run(Scenario(seed=seed, days=args.days), config, trace=seed == 0)
+        for seed in range(args.seeds)
+    ]
     timing = (500, 100_000, time_large_network())
     path = write_report(results, config, args.out, timing)
     s = summarise(results, config)
-    ok = (s["step_targets_detected"] == s["step_targets"] and s["max_delay_pairs"] <= 300
-          and s["side_correct"] == s["sides_named"] and s["false_alerts"] == 0)
+    ok = (
+        s["step_targets_detected"] == s["step_targets"]
+        and s["max_delay_pairs"] <= 300
+        and s["side_correct"] == s["sides_named"]
+        and s["false_alerts"] == 0
+    )
     print(f"wrote {path}: {s}")  # a script reporting to its user
     return 0 if ok else 1
 

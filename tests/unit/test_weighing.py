@@ -63,8 +63,15 @@ def weighing(
     )
 
 
-def pair_of(entry_kg: int, exit_kg: int, *, entry_scale: str = "A-EN", exit_scale: str = "B-EX",
-            entry_axles: int = 5, exit_axles: int = 5) -> WeighPair:
+def pair_of(
+    entry_kg: int,
+    exit_kg: int,
+    *,
+    entry_scale: str = "A-EN",
+    exit_scale: str = "B-EX",
+    entry_axles: int = 5,
+    exit_axles: int = 5,
+) -> WeighPair:
     book = TripBook()
     book.add(weighing("entry", entry_kg, scale_id=entry_scale, axles=entry_axles))
     out = book.add(weighing("exit", exit_kg, scale_id=exit_scale, ts=HOUR_MS, axles=exit_axles))
@@ -180,9 +187,12 @@ def test_the_discrepancy_alert_names_trip_scales_and_plazas() -> None:
     assert (alert.kind, alert.severity, alert.status) == ("WEIGHT_DISCREPANCY", "warning", "firing")
     assert alert.plaza_id == "PLAZA-B"
     assert "P1" in alert.subject
-    assert {k: alert.evidence[k] for k in ("entry_scale", "exit_scale", "entry_plaza",
-                                           "exit_plaza")} == {
-        "entry_scale": "A-EN", "exit_scale": "B-EX", "entry_plaza": "PLAZA-A",
+    assert {
+        k: alert.evidence[k] for k in ("entry_scale", "exit_scale", "entry_plaza", "exit_plaza")
+    } == {
+        "entry_scale": "A-EN",
+        "exit_scale": "B-EX",
+        "entry_plaza": "PLAZA-A",
         "exit_plaza": "PLAZA-B",
     }
     assert alert.evidence["suspect"] == "undetermined, likely load change"
@@ -198,12 +208,21 @@ def bias(scale_id: str, ratio: float, se: float = 0.002) -> ScaleBiasEstimate:
     [
         pytest.param([bias("A-EN", -0.04)], "entry scale A-EN", id="entry-reads-light"),
         pytest.param([bias("B-EX", +0.04)], "exit scale B-EX", id="exit-reads-heavy"),
-        pytest.param([bias("A-EN", -0.02), bias("B-EX", 0.05)], "exit scale B-EX",
-                     id="larger-confident-bias-wins"),
-        pytest.param([bias("A-EN", +0.04)], "undetermined, likely load change",
-                     id="bias-in-the-other-direction-explains-nothing"),
-        pytest.param([bias("A-EN", -0.04, se=0.03)], "undetermined, likely load change",
-                     id="unconfident-bias-explains-nothing"),
+        pytest.param(
+            [bias("A-EN", -0.02), bias("B-EX", 0.05)],
+            "exit scale B-EX",
+            id="larger-confident-bias-wins",
+        ),
+        pytest.param(
+            [bias("A-EN", +0.04)],
+            "undetermined, likely load change",
+            id="bias-in-the-other-direction-explains-nothing",
+        ),
+        pytest.param(
+            [bias("A-EN", -0.04, se=0.03)],
+            "undetermined, likely load change",
+            id="unconfident-bias-explains-nothing",
+        ),
     ],
 )
 def test_the_suspect_side_follows_confident_scale_bias(
@@ -229,12 +248,21 @@ def test_a_flagged_reading_is_the_suspect() -> None:
 # ---- admitted overload ------------------------------------------------------------------------
 
 
-def transaction(result: TxResult, *, pass_id: str = "P1", ts: int = 5_000,
-                direction: str = "entry") -> LaneTransaction:
+def transaction(
+    result: TxResult, *, pass_id: str = "P1", ts: int = 5_000, direction: str = "entry"
+) -> LaneTransaction:
     return LaneTransaction(
-        event_id=f"{pass_id}-tx", ts=ts, plaza_id="PLAZA-A", lane_id="02",
-        direction="entry" if direction == "entry" else "exit", payment="MTC", result=result,
-        vehicle_class="H5", axles=5, pass_id=pass_id, plate_hash="h",
+        event_id=f"{pass_id}-tx",
+        ts=ts,
+        plaza_id="PLAZA-A",
+        lane_id="02",
+        direction="entry" if direction == "entry" else "exit",
+        payment="MTC",
+        result=result,
+        vehicle_class="H5",
+        axles=5,
+        pass_id=pass_id,
+        plate_hash="h",
     )
 
 
@@ -290,8 +318,9 @@ def test_the_join_works_whichever_side_arrives_first() -> None:
 
 
 def test_the_join_key_is_plaza_and_pass_id() -> None:
-    assert overload_join_key(weighing("entry")) == overload_join_key(transaction("OK")) == \
-        "PLAZA-A/P1"
+    assert (
+        overload_join_key(weighing("entry")) == overload_join_key(transaction("OK")) == "PLAZA-A/P1"
+    )
 
 
 def test_a_legal_weighing_ends_the_join_without_an_alert() -> None:

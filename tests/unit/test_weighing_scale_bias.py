@@ -42,8 +42,12 @@ def feed(
             scale = estimator.scales[sid]
             error = rng.normal(0.0, scale.mpe_ratio / 2)
             readings.append(round(30_000 * (1 + change) * (1 + biases.get(sid, 0.0)) * (1 + error)))
-        estimator.add_observation(f"P{a}-entry", f"P{b}-exit",
-                                  float(np.log(readings[1] / readings[0])), start_ts + i * 1000)
+        estimator.add_observation(
+            f"P{a}-entry",
+            f"P{b}-exit",
+            float(np.log(readings[1] / readings[0])),
+            start_ts + i * 1000,
+        )
 
 
 def by_id(estimator: ScaleBiasEstimator) -> dict[str, float]:
@@ -92,28 +96,45 @@ def test_a_biased_scale_is_named_with_its_side_and_resolves_after_repair() -> No
     feed(estimator, {"P3-exit": 0.04}, 1500)
     [alert] = estimator.evaluate(1_500_000)
     assert (alert.kind, alert.subject, alert.plaza_id, alert.status) == (
-        "SCALE_BIAS", "P3-exit", "P3", "firing")
+        "SCALE_BIAS",
+        "P3-exit",
+        "P3",
+        "firing",
+    )
     assert alert.evidence["station"] == "exit"
     assert float(alert.evidence["bias_ratio"] or 0) == pytest.approx(0.04, abs=0.01)
     assert estimator.evaluate(1_600_000) == []
     feed(estimator, {}, 3000, seed=1, start_ts=2_000_000)
     [resolved] = estimator.evaluate(5_000_000)
     assert (resolved.alert_id, resolved.status, resolved.ended_at) == (
-        alert.alert_id, "resolved", 5_000_000)
+        alert.alert_id,
+        "resolved",
+        5_000_000,
+    )
     assert estimator.firing() == []
 
 
 def test_unusable_pairs_are_refused() -> None:
     estimator = ScaleBiasEstimator(network())
 
-    def pair(entry_quality: str = "OK", exit_axles: int = 5, exit_scale: str = "P1-exit",
-             ) -> WeighPair:
+    def pair(
+        entry_quality: str = "OK",
+        exit_axles: int = 5,
+        exit_scale: str = "P1-exit",
+    ) -> WeighPair:
         return WeighPair(
             pass_id="T",
-            entry=WeighingRecord(scale_id="P0-entry", plaza_id="P0", gross_kg=30_000, axles=5,
-                                 ts=0, quality=entry_quality),  # type: ignore[arg-type]  # test input
-            exit=WeighingRecord(scale_id=exit_scale, plaza_id="P1", gross_kg=30_000,
-                                axles=exit_axles, ts=1),
+            entry=WeighingRecord(
+                scale_id="P0-entry",
+                plaza_id="P0",
+                gross_kg=30_000,
+                axles=5,
+                ts=0,
+                quality=entry_quality,
+            ),  # type: ignore[arg-type]  # test input
+            exit=WeighingRecord(
+                scale_id=exit_scale, plaza_id="P1", gross_kg=30_000, axles=exit_axles, ts=1
+            ),
         )
 
     assert estimator.add_pair(pair())
@@ -133,16 +154,19 @@ def test_state_round_trips_and_continues_identically() -> None:
     feed(estimator, {"P0-entry": 0.05}, 1200)
     estimator.evaluate(1_200_000)
     data = msgspec.json.encode(estimator.state())
-    restored = ScaleBiasEstimator.from_state(msgspec.json.decode(data, type=ScaleBiasState),
-                                             network())
+    restored = ScaleBiasEstimator.from_state(
+        msgspec.json.decode(data, type=ScaleBiasState), network()
+    )
     assert restored.estimate() == estimator.estimate()
     assert restored.firing() == estimator.firing()
 
 
 def test_fifty_scales_and_many_pairs_estimate_quickly() -> None:
     rng = np.random.default_rng(3)
-    scales = {f"S{i}": ScaleInfo(f"S{i}", f"P{i // 2}", "entry" if i % 2 == 0 else "exit", "01",
-                                 5.0) for i in range(50)}
+    scales = {
+        f"S{i}": ScaleInfo(f"S{i}", f"P{i // 2}", "entry" if i % 2 == 0 else "exit", "01", 5.0)
+        for i in range(50)
+    }
     estimator = ScaleBiasEstimator(scales)
     entries, exits = rng.integers(0, 25, 20_000) * 2, rng.integers(0, 25, 20_000) * 2 + 1
     for i, (e, x) in enumerate(zip(entries, exits, strict=True)):

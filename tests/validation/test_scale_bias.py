@@ -12,9 +12,13 @@ from validation.scale_bias import Injection, Scenario, main, run
 
 def test_a_3pct_biased_scale_among_50_is_named_within_300_pairs_with_its_side() -> None:
     scenario = Scenario(
-        seed=11, days=2.0, pairs_per_day=5000,
-        injections=(Injection("entry", 3, 0.03, start_day=0.7),
-                    Injection("exit", 17, -0.03, start_day=0.7)),
+        seed=11,
+        days=2.0,
+        pairs_per_day=5000,
+        injections=(
+            Injection("entry", 3, 0.03, start_day=0.7),
+            Injection("exit", 17, -0.03, start_day=0.7),
+        ),
     )
     result = run(scenario, ScaleBiasConfig())
     for r in result.injections:
