@@ -75,6 +75,9 @@ class LaneServiceWindow:
         self._sum_s2 += service_s * service_s
         if self.last_departure_ms is None or ts_ms > self.last_departure_ms:
             self.last_departure_ms = ts_ms
+        # Bounded memory whether or not anyone reads the window.
+        if self._times[0] <= ts_ms - 2 * self._window_ms:
+            self.prune(ts_ms - self._window_ms)
 
     def prune(self, now_ms: int) -> None:
         """Forget departures older than the window."""

@@ -57,6 +57,7 @@ DEMAND_WINDOW_MS = 300_000
 CURVE_HORIZON_S = 3_600.0
 PLATE_HORIZON_MS = 1_800_000
 MAX_LANES = 64
+MAX_CLASSES = 32
 # Offset samples from plate matches are noisy by the lanes' reordering; a median of this many
 # is steady yet follows a drifting detector within a minute or two of traffic.
 OFFSET_SAMPLES = 9
@@ -236,6 +237,7 @@ class ApproachEstimator:
         self._services: deque[tuple[int, float]] = deque()
         self._service_sum_s = 0.0
         self._mean_length_m = config.vehicle_lengths.passenger_m
+        self._class_length: dict[str, float] = {}
         self._spillback = False
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
@@ -375,8 +377,6 @@ class ApproachEstimator:
             self._service_sum_s -= self._services.popleft()[1]
         if not self._services:
             self._service_sum_s = 0.0
-        for window in self._lane_windows.values():
-            window.prune(b)
         horizon = b - PLATE_HORIZON_MS
         while self._plate_order and self._plate_order[0][0] <= horizon:
             ts_ms, plate = self._plate_order.popleft()
@@ -418,17 +418,16 @@ class ApproachEstimator:
         service_ms: int | None,
         plate_hash: str | None,
     ) -> None:
-        known = self._known_lane(lane_id)
-        lane_type = self._lane_type.get(lane_id, "MIXED")
         window = self._lane_windows.get(lane_id)
-        typical_s = self.config.service.typical_s(lane_type, payment, result)
+        if window is None and self._known_lane(lane_id):
+            window = self._lane_windows[lane_id]
         if service_ms is not None:
             service_s = service_ms / 1000.0
-        elif window is not None:
-            service_s = window.service_estimate_s(ts_ms, typical_s)
         else:
-            service_s = typical_s
-        if known and window is not None:
+            lane_type = self._lane_type.get(lane_id, "MIXED")
+            typical_s = self.config.service.typical_s(lane_type, payment, result)
+            service_s = typical_s if window is None else window.service_estimate_s(ts_ms, typical_s)
+        if window is not None:
             window.add(ts_ms, service_s)
         rank = self._departures.add(ts_ms)
         start_ms = ts_ms - round(service_s * 1000)
@@ -437,7 +436,11 @@ class ApproachEstimator:
         self._delay_sum_s += delay_s
         self._services.append((ts_ms, service_s))
         self._service_sum_s += service_s
-        length = self.config.vehicle_lengths.of(vehicle_class)
+        length = self._class_length.get(vehicle_class)
+        if length is None:
+            length = self.config.vehicle_lengths.of(vehicle_class)
+            if len(self._class_length) < MAX_CLASSES:
+                self._class_length[vehicle_class] = length
         self._mean_length_m += LENGTH_EWMA_ALPHA * (length - self._mean_length_m)
         self.departures_total += 1
         self.delay_total_s += delay_s
@@ -523,11 +526,13 @@ class ApproachEstimator:
     def _lane_loads(self, b: int) -> list[LaneLoad]:
         # Rates over a few seconds of history would call one departure a saturated lane.
         observed_s = max((b - (self._first_ms or b)) / 1000.0, HEADWAY_MIN_SPAN_S)
-        return [
-            self._lane_windows[lane].load(observed_s)
-            for lane, is_open in self._lane_open.items()
-            if is_open
-        ]
+        loads = []
+        for lane, is_open in self._lane_open.items():
+            if is_open:
+                window = self._lane_windows[lane]
+                window.prune(b)
+                loads.append(window.load(observed_s))
+        return loads
 
     def _spillback_check(
         self, queue_veh: float, method: Method, open_lanes: int
