@@ -1,0 +1,114 @@
+"""One scenario end to end: simulate, replay every estimator variant, score against the truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from validation.sumo.replay import (
+    EstimatorRun,
+    approach_config,
+    build_network,
+    ms,
+    run_estimator,
+    to_events,
+)
+from validation.sumo.scenario import BOOTHS, Phase, Scenario
+from validation.sumo.score import Scores, Truth, score
+from validation.sumo.simulate import FreeFlowTimes, SimulationResult, calibrate, simulate
+
+SHORT = Scenario(
+    "short",
+    seed=7,
+    phases=(Phase("free flow", 600, 900), Phase("surge", 480, 2500), Phase("recovery", 900, 700)),
+)
+FULL = Scenario(
+    "full",
+    seed=3,
+    phases=(
+        Phase("free flow", 1800, 900),
+        Phase("surge", 900, 2200),
+        Phase("recovery", 1800, 800),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """How the estimator is set up and fed: what an operator could have deployed."""
+
+    name: str
+    description: str
+    with_detector: bool = True
+    configured_tau: bool = True
+    plate_read_ratio: float | None = None
+    queue_lanes: int | None = None
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("input_output", "detector with ANPR plates (90 % read), surveyed free_flow_s"),
+    Variant("no_plates", "detector counts only (no plate hashes)", plate_read_ratio=0.0),
+    Variant(
+        "learned_tau", "as input_output, free_flow_s not configured (learned)", configured_tau=False
+    ),
+    Variant(
+        "queue_lanes_3", "as input_output, queue standing in the 3 approach lanes", queue_lanes=3
+    ),
+    Variant("headway", "no detector: transactions only (headway method)", with_detector=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    """One variant's outputs and scores against both truths."""
+
+    variant: Variant
+    run: EstimatorRun
+    scores: Scores
+    scores_detector_timed: Scores
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One simulated scenario with every variant's results."""
+
+    scenario: Scenario
+    simulation: SimulationResult
+    free_flow: FreeFlowTimes
+    truth: Truth
+    truth_detector_timed: Truth
+    results: tuple[VariantResult, ...]
+
+    def result(self, name: str) -> VariantResult:
+        return next(r for r in self.results if r.variant.name == name)
+
+
+def evaluate(
+    scenario: Scenario, work: Path, variants: tuple[Variant, ...] = VARIANTS
+) -> Evaluation:
+    """Simulate the scenario in `work` and score each estimator variant."""
+    free_flow = calibrate(work / "calibration", scenario.step_s)
+    simulation = simulate(scenario, work / scenario.name)
+    truth = Truth.from_records(simulation.records, free_flow, from_detector=False)
+    truth_detector = Truth.from_records(simulation.records, free_flow, from_detector=True)
+    free_flow_until_s = scenario.phases[0].duration_s
+    end_ms = ms(simulation.end_s) + 5_000
+    results = []
+    for variant in variants:
+        tau = free_flow.detector_mean_s() if variant.configured_tau else None
+        config = approach_config(build_network(tau, variant.with_detector))
+        if variant.queue_lanes is not None:
+            config = replace(config, queue_lanes=variant.queue_lanes)
+        read_ratio = (
+            scenario.plate_read_ratio
+            if variant.plate_read_ratio is None
+            else variant.plate_read_ratio
+        )
+        events = to_events(simulation.records, scenario.seed, read_ratio, variant.with_detector)
+        run = run_estimator(config, events, end_ms)
+        scored = [
+            score(run.estimates, run.alerts, t, config.thresholds, len(BOOTHS), free_flow_until_s)
+            for t in (truth, truth_detector)
+        ]
+        results.append(VariantResult(variant, run, scored[0], scored[1]))
+    return Evaluation(scenario, simulation, free_flow, truth, truth_detector, tuple(results))

@@ -1,0 +1,166 @@
+"""SUMO vehicle records → contract events and network config → the queue estimator, as streamed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from detectors.alerts import Alert
+from detectors.congestion import CongestionThresholds
+from detectors.queue import ApproachConfig, ApproachEstimator, QueueEstimate, VehicleLengths
+from tollmon.events import ApproachDetection, Direction, LaneTransaction
+from tollmon.network import Network, parse_network
+from validation.sumo.scenario import BOOTHS, DETECTOR_DISTANCE_M
+from validation.sumo.simulate import VehicleRecord
+
+PLAZA_ID = "SIM-P01"
+DIRECTION: Direction = "entry"
+DETECTOR_ID = "SIM-P01-EN-D1"
+# Simulation second 0 is 08:00 local time (UTC+8) on a Monday morning.
+T0_MS = int(datetime(2026, 3, 2, 0, 0, tzinfo=UTC).timestamp() * 1000)
+# Plates are hashed as the adapter would; this key only has to be fixed, not secret.
+_PLATE_KEY = b"tollmon-sumo-validation"
+
+QueueEvent = ApproachDetection | LaneTransaction
+
+
+def ms(sim_s: float) -> int:
+    """Epoch milliseconds of a simulation time."""
+    return T0_MS + round(sim_s * 1000)
+
+
+def sim_seconds(ts_ms: int) -> float:
+    """Simulation seconds of an epoch-millisecond time."""
+    return (ts_ms - T0_MS) / 1000.0
+
+
+def plate_hash(vehicle_id: str) -> str:
+    """A keyed hash of the simulated plate, like the lane-record adapter's."""
+    return hmac.new(_PLATE_KEY, vehicle_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def network_dict(free_flow_s: float | None, with_detector: bool = True) -> dict[str, Any]:
+    """The plaza as a network config (SPEC §3): six lanes, optionally the approach detector."""
+    detector: dict[str, Any] = {"id": DETECTOR_ID, "distance_m": DETECTOR_DISTANCE_M}
+    if free_flow_s is not None:
+        detector["free_flow_s"] = round(free_flow_s, 1)
+    return {
+        "defaults": {"vehicle_length_m": {"K": 7.5, "H": 15.0, "Z": 12.0}},
+        "plazas": [
+            {
+                "id": PLAZA_ID,
+                "name": "SUMO validation plaza",
+                "road": "G30",
+                "lat": 43.83,
+                "lon": 87.69,
+                "directions": {
+                    DIRECTION: {
+                        "lanes": [{"id": b.lane_id, "type": b.kind} for b in BOOTHS],
+                        "detectors": [detector] if with_detector else [],
+                    }
+                },
+            }
+        ],
+    }
+
+
+def approach_config(network: Network, plaza_id: str = PLAZA_ID) -> ApproachConfig:
+    """The estimator's view of the plaza's entry approach, from the validated network."""
+    plaza = network.plaza(plaza_id)
+    approach = plaza.approach(DIRECTION) if plaza is not None else None
+    if plaza is None or approach is None:
+        raise KeyError(f"{plaza_id}/{DIRECTION} is not in the network")
+    thresholds = network.thresholds_for(plaza_id)
+    detector = approach.detectors[0] if approach.detectors else None
+    lengths = network.defaults.vehicle_length_m
+    return ApproachConfig(
+        plaza_id=plaza_id,
+        direction=DIRECTION,
+        lanes=tuple((lane.id, lane.type) for lane in approach.lanes),
+        distance_m=detector.distance_m if detector is not None else None,
+        free_flow_s=detector.free_flow_s if detector is not None else None,
+        vehicle_lengths=VehicleLengths.from_letters({"K": lengths.K, "H": lengths.H}),
+        thresholds=CongestionThresholds(
+            **{f.name: getattr(thresholds, f.name) for f in fields(CongestionThresholds)}
+        ),
+    )
+
+
+def to_events(
+    records: Sequence[VehicleRecord], seed: int, plate_read_ratio: float, with_detector: bool
+) -> list[QueueEvent]:
+    """One lane_transaction per served vehicle and one approach_detection per crossing of D1."""
+    rng = np.random.default_rng(seed + 1)
+    events: list[QueueEvent] = []
+    for r in records:
+        trip = r.trip
+        plate = plate_hash(trip.vehicle_id)
+        if with_detector:
+            read = rng.random() < plate_read_ratio
+            events.append(
+                ApproachDetection(
+                    event_id=f"det-{seed}-{trip.vehicle_id}",
+                    ts=ms(r.detector_s),
+                    plaza_id=PLAZA_ID,
+                    direction=DIRECTION,
+                    detector_id=DETECTOR_ID,
+                    plate_hash=plate if read else None,
+                )
+            )
+        events.append(
+            LaneTransaction(
+                event_id=f"tx-{seed}-{trip.vehicle_id}",
+                ts=ms(r.departure_s),
+                plaza_id=PLAZA_ID,
+                lane_id=trip.booth.lane_id,
+                direction=DIRECTION,
+                payment=trip.payment,
+                result="ETC_FAIL" if trip.failed else "OK",
+                vehicle_class=trip.vtype.vehicle_class,
+                axles=trip.vtype.axles,
+                pass_id=f"SIM{seed}-{trip.vehicle_id}",
+                plate_hash=plate,
+                service_ms=round(r.service_s * 1000),
+            )
+        )
+    # Event-time order, as the stream's reorder buffer delivers it; ties keep a fixed order.
+    events.sort(key=lambda e: (e.ts, e.event_id))
+    return events
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorRun:
+    """Everything the estimator emitted over one replay."""
+
+    estimates: list[QueueEstimate]
+    alerts: list[Alert]
+    tau_s: float
+
+
+def run_estimator(
+    config: ApproachConfig, events: Iterable[QueueEvent], end_ms: int
+) -> EstimatorRun:
+    """Feed events one by one and collect outputs as the streaming agent does."""
+    estimator = ApproachEstimator(config)
+    estimates: list[QueueEstimate] = []
+    alerts: list[Alert] = []
+    for event in events:
+        estimator.observe(event)
+        out = estimator.advance(event.ts)
+        estimates += out.estimates
+        alerts += out.alerts
+    out = estimator.advance(end_ms)
+    estimates += out.estimates
+    alerts += out.alerts
+    return EstimatorRun(estimates, alerts, estimator.tau_s)
+
+
+def build_network(free_flow_s: float | None, with_detector: bool = True) -> Network:
+    """The validated network config of the simulated plaza."""
+    return parse_network(network_dict(free_flow_s, with_detector), "sumo-validation")
