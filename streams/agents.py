@@ -1,26 +1,64 @@
-"""Agents: decode and route; the logic lives in tollmon.ingest and detectors/."""
+"""Agents and timers: decode and route; the logic lives in tollmon/ and detectors/."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 
+from streams.alertmanager import AlertmanagerPusher
+from streams.emitter import Emitter
 from streams.topics import Topics
 from tollmon.ingest import DeadLetter, Ingest, Source
+from tollmon.pipeline import Pipeline
+from tollmon.recorder import MetricsRecorder
+
+TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
+PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per AlertBook
 
 
-def register_ingest_agent(app: faust.App, topics: Topics, ingest: Ingest) -> None:
-    """Consume the input topics: valid events go on, invalid ones to the dead-letter topic."""
+@dataclass(frozen=True)
+class Worker:
+    """Everything the agents call, built once by the app factory."""
+
+    topics: Topics
+    ingest: Ingest
+    pipeline: Pipeline
+    recorder: MetricsRecorder
+    emitter: Emitter
+    pusher: AlertmanagerPusher | None
+    clock: Callable[[], float]
+
+
+def register_agents(app: faust.App, worker: Worker) -> None:
+    """Consume the input topics; run the periodic processing-time work."""
 
     async def ingest_events(stream: Any) -> None:
         async for record in stream.events():
             message = record.message
             source = Source(message.topic, message.partition, message.offset, message.key)
-            outcome = ingest.accept(message.value, source)
+            outcome = worker.ingest.accept(message.value, source)
             if isinstance(outcome, DeadLetter):
-                await topics.deadletter.send(
+                await worker.topics.deadletter.send(
                     key=outcome.key, value=outcome.value, headers=list(outcome.headers)
                 )
+                continue
+            worker.recorder.event(outcome)
+            await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
 
-    app.agent(topics.inputs, name="ingest")(ingest_events)
+    app.agent(worker.topics.inputs, name="ingest")(ingest_events)
+
+    async def tick() -> None:
+        await worker.emitter.emit(worker.pipeline.tick(worker.clock()))
+
+    app.timer(TICK_S, name="tick")(tick)
+
+    pusher = worker.pusher
+    if pusher is not None:
+
+        async def push_alerts() -> None:
+            await pusher.push()
+
+        app.timer(PUSH_S, name="push_alerts")(push_alerts)

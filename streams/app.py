@@ -8,13 +8,22 @@ from collections.abc import Callable
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.agents import register_ingest_agent
+from streams.agents import Worker, register_agents
+from streams.alertmanager import AlertmanagerPusher
+from streams.emitter import Emitter
 from streams.topics import Topics
+from tollmon.alerting import AlertBook
 from tollmon.ingest import Ingest
 from tollmon.metrics import Metrics
 from tollmon.network import Network
+from tollmon.pipeline import Pipeline, PipelineConfig
+from tollmon.recorder import MetricsRecorder
 from tollmon.settings import Settings
 from tollmon.validation import EventValidator, reference_from_network
+
+# In a replay the topics are read as fast as the broker serves them, so one
+# plaza's detections and transactions can drift minutes apart in event time.
+REPLAY_MAX_HOLD_MS = 10 * 60 * 1000
 
 
 def create_app(
@@ -39,18 +48,39 @@ def create_app(
         consumer_auto_offset_reset="earliest",
     )
     topics = Topics.declare(app, settings)
-    ingest = Ingest(
-        EventValidator(reference_from_network(network), settings.event_horizon_s * 1000),
-        metrics,
-        clock,
-        time_mode=settings.time_mode,
-        allowed_lateness_ms=settings.allowed_lateness_s * 1000,
-        dedup_capacity=settings.dedup_capacity,
+    recorder = MetricsRecorder(metrics)
+    book = AlertBook()
+    worker = Worker(
+        topics=topics,
+        ingest=Ingest(
+            EventValidator(reference_from_network(network), settings.event_horizon_s * 1000),
+            metrics,
+            clock,
+            time_mode=settings.time_mode,
+            allowed_lateness_ms=settings.allowed_lateness_s * 1000,
+            dedup_capacity=settings.dedup_capacity,
+        ),
+        pipeline=Pipeline(network, _pipeline_config(settings)),
+        recorder=recorder,
+        emitter=Emitter(topics, recorder, book),
+        pusher=(
+            AlertmanagerPusher(settings.alertmanager_url, book, clock)
+            if settings.alertmanager_url
+            else None
+        ),
+        clock=clock,
     )
-    register_ingest_agent(app, topics, ingest)
+    register_agents(app, worker)
     _publish_plaza_info(metrics, network)
     _register_metrics_page(app, metrics)
     return app
+
+
+def _pipeline_config(settings: Settings) -> PipelineConfig:
+    hold_ms = (
+        REPLAY_MAX_HOLD_MS if settings.time_mode == "replay" else settings.allowed_lateness_s * 1000
+    )
+    return PipelineConfig(idle_after_s=settings.reorder_idle_s, max_hold_ms=hold_ms)
 
 
 def _publish_plaza_info(metrics: Metrics, network: Network) -> None:

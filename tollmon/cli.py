@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from tollmon.errors import TollmonError
+from tollmon.simulate import Surge
 
 app = typer.Typer(
     name="tollmon",
@@ -54,7 +55,8 @@ def simulate(
     rate: Annotated[float, typer.Option(help="Vehicles per hour per approach.")] = 600,
     plaza: Annotated[list[str] | None, typer.Option(help="Only these plazas.")] = None,
     surge: Annotated[
-        list[str] | None, typer.Option(help="PLAZA=FACTOR demand multipliers.")
+        list[str] | None,
+        typer.Option(help="PLAZA=FACTOR or PLAZA=FACTOR@START-END (seconds from the start)."),
     ] = None,
     seed: int = 0,
     speed: Annotated[float, typer.Option(help="Real time x N; 0 = as fast as possible.")] = 1.0,
@@ -68,8 +70,8 @@ def simulate(
     from tollmon.simulate import TrafficProfile, generate
 
     network = load_network(network_file)
-    surges = dict(_parse_surge(s) for s in surge or [])
-    profile = TrafficProfile(vehicles_per_hour=rate, surge=surges)
+    surges = tuple(_parse_surge(s) for s in surge or [])
+    profile = TrafficProfile(vehicles_per_hour=rate, surges=surges)
     events = generate(network, int(time.time() * 1000), duration_s, profile, seed, plaza)
     if out is not None:
         count = write_jsonl(events, out)
@@ -79,12 +81,16 @@ def simulate(
         err.print(f"[green]{count} events[/green] sent to {bootstrap}")
 
 
-def _parse_surge(text: str) -> tuple[str, float]:
-    plaza_id, _, factor = text.partition("=")
+def _parse_surge(text: str) -> Surge:
+    plaza_id, _, rest = text.partition("=")
+    factor, _, window = rest.partition("@")
+    start, _, end = window.partition("-")
     try:
-        return plaza_id, float(factor)
+        return Surge(plaza_id, float(factor), float(start or 0), float(end or "inf"))
     except ValueError:
-        raise typer.BadParameter(f"expected PLAZA=FACTOR, got {text!r}") from None
+        raise typer.BadParameter(
+            f"expected PLAZA=FACTOR or PLAZA=FACTOR@START-END, got {text!r}"
+        ) from None
 
 
 def main() -> None:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     event_horizon_s: int = Field(default=72 * 3600, gt=0)
     allowed_lateness_s: int = Field(default=30, ge=0)
     dedup_capacity: int = Field(default=1_000_000, ge=1)
+    # A plaza's detector or transaction feed silent this long (processing time) is
+    # no longer waited for when ordering that plaza's events.
+    reorder_idle_s: float = Field(default=10.0, gt=0)
     log_level: str = "info"
 
     def topic(self, name: str) -> str:

@@ -28,6 +28,20 @@ _LIMIT_KG = {2: 18_000, 3: 25_000, 4: 31_000, 5: 43_000, 6: 49_000}
 
 
 @dataclass(frozen=True)
+class Surge:
+    """Demand at a plaza multiplied by `factor` between two offsets from the start."""
+
+    plaza_id: str
+    factor: float
+    start_s: float = 0.0
+    end_s: float = math.inf
+    direction: str | None = None  # None: both directions
+
+    def applies(self, plaza_id: str, direction: str) -> bool:
+        return plaza_id == self.plaza_id and self.direction in (None, direction)
+
+
+@dataclass(frozen=True)
 class TrafficProfile:
     """Demand and behaviour knobs; rates are vehicles per hour per approach."""
 
@@ -35,8 +49,9 @@ class TrafficProfile:
     etc_share: float = 0.75
     truck_share: float = 0.25
     etc_failure_rate: float = 0.02
-    surge: dict[str, float] = field(default_factory=dict)  # plaza id -> demand factor
+    surges: tuple[Surge, ...] = ()
     etc_failure_by_lane: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    rate_by_plaza: dict[str, float] = field(default_factory=dict)  # overrides the base rate
 
 
 def generate(
@@ -49,14 +64,14 @@ def generate(
 ) -> Iterator[Event]:
     """All events of the chosen plazas over `duration_s`, in event-time order."""
     rng = np.random.default_rng(seed)
-    streams: list[Iterator[tuple[int, int, Event]]] = []
+    streams: list[Iterator[tuple[int, int, int, Event]]] = []
     for plaza in network.plazas:
         if plazas is not None and plaza.id not in plazas:
             continue
         for direction, approach in plaza.approaches():
             sim = _ApproachSim(plaza.id, direction, approach, profile, rng, len(streams))
             streams.append(sim.run(start_ms, duration_s))
-    for _, _, event in heapq.merge(*streams, key=lambda item: (item[0], item[1])):
+    for *_, event in heapq.merge(*streams, key=lambda item: item[:3]):
         yield event
 
 
@@ -78,6 +93,7 @@ class _ApproachSim:
         self.stream_no = stream_no
         self.serial = 0
         self.run_tag = ""
+        self.pushed = 0  # tie-breaker: events never compare with each other
         self.lane_free_at = {lane.id: 0.0 for lane in approach.lanes}
         detector = approach.detectors[0] if approach.detectors else None
         self.detector = detector
@@ -93,18 +109,25 @@ class _ApproachSim:
         # mistakes a new run's vehicles for duplicates of an earlier one's.
         return f"{kind}{self.serial}.{self.plaza_id}.{self.direction[:2]}.{self.run_tag}"
 
-    def run(self, start_ms: int, duration_s: float) -> Iterator[tuple[int, int, Event]]:
+    def run(self, start_ms: int, duration_s: float) -> Iterator[tuple[int, int, int, Event]]:
         self.run_tag = np.base_repr(start_ms, 36).lower()
-        rate_per_s = self.profile.vehicles_per_hour / 3600.0
-        rate_per_s *= self.profile.surge.get(self.plaza_id, 1.0)
-        pending: list[tuple[int, int, Event]] = []
+        profile = self.profile
+        base = profile.rate_by_plaza.get(self.plaza_id, profile.vehicles_per_hour) / 3600.0
+        surges = [s for s in profile.surges if s.applies(self.plaza_id, self.direction)]
+        peak = base * max([1.0, *(s.factor for s in surges)])
+        pending: list[tuple[int, int, int, Event]] = []
         t = 0.0
         while True:
-            t += float(self.rng.exponential(1.0 / rate_per_s))
+            # Time-varying demand by thinning a Poisson stream at the peak rate.
+            t += float(self.rng.exponential(1.0 / peak))
             if t >= duration_s:
                 break
-            for item in self._vehicle(start_ms, t):
-                heapq.heappush(pending, item)
+            rate = base * math.prod(s.factor for s in surges if s.start_s <= t < s.end_s)
+            if self.rng.random() * peak > rate:
+                continue
+            for ts, stream_no, event in self._vehicle(start_ms, t):
+                self.pushed += 1
+                heapq.heappush(pending, (ts, stream_no, self.pushed, event))
             # Everything before the current detector time is final: release it.
             release_before = start_ms + int(t * 1000)
             while pending and pending[0][0] <= release_before:

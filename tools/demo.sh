@@ -30,8 +30,8 @@ tollmon demo is running
   Alertmanager     http://127.0.0.1:$AM_PORT/#/alerts
   worker log       .run/demo-worker.log
 Grafana runs with docker-compose (see README); here, Prometheus shows the metrics.
-Traffic: all plazas of config/network.yaml, a demand surge at URC-E01. Ctrl-C stops.
+Traffic: all plazas of config/network.yaml, surges at URC-E01 (5-25 min) and URC-W02 (30-45 min). Ctrl-C stops.
 ------------------------------------------------------------------
 MSG
 
-$BIN/tollmon simulate --duration "$DURATION" --rate 700 --surge URC-E01=2.5 --speed 1
+$BIN/tollmon simulate --duration "$DURATION" --rate 700 --surge URC-E01=6@300-1500 --surge URC-W02=4@1800-2700 --speed 1

@@ -1,0 +1,140 @@
+"""The detectors wired together for a whole network: one call per event.
+
+The same object serves the Faust agents and the offline backtest, so both
+produce the same estimates and alerts from the same events. Processing time
+(`now_s`) is passed in; it only decides when a silent feed is idle and when a
+plaza's data gap is raised, never what the detectors compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from detectors.alerts import Alert
+from detectors.data_gap import DataGapConfig, DataGapMonitor
+from detectors.etc_health import EtcHealthMonitor, LaneKey
+from detectors.ordering import EventTimeMerger
+from detectors.queue import ApproachEstimator, QueueEstimate
+from detectors.stall import LaneStallMonitor
+from tollmon.events import ApproachDetection, Event, LaneStatus, LaneTransaction
+from tollmon.network import Network
+from tollmon.thresholds import Thresholds
+from tollmon.wiring import approach_configs, etc_health_config, stall_config
+
+
+@dataclass
+class Outputs:
+    """What the detectors produced for one call, in event-time order per approach."""
+
+    estimates: list[QueueEstimate] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    etc_ratios: list[tuple[LaneKey, float]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.estimates or self.alerts or self.etc_ratios)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Ordering knobs: live runs want short holds, replays exact order."""
+
+    idle_after_s: float = 10.0
+    max_hold_ms: int = 30_000
+    data_gap: DataGapConfig = field(default_factory=DataGapConfig)
+
+
+class _Plaza:
+    def __init__(self, estimators: dict[str, ApproachEstimator], config: PipelineConfig) -> None:
+        self.estimators = estimators
+        self.merger = EventTimeMerger(config.idle_after_s, config.max_hold_ms)
+
+
+class Pipeline:
+    """Queue, wait and lane-health detectors for every plaza of a network."""
+
+    def __init__(self, network: Network, config: PipelineConfig | None = None) -> None:
+        self.config = config or PipelineConfig()
+        estimators: dict[str, dict[str, ApproachEstimator]] = {}
+        for approach in approach_configs(network):
+            estimators.setdefault(approach.plaza_id, {})[approach.direction] = ApproachEstimator(
+                approach
+            )
+        self._plazas = {pid: _Plaza(est, self.config) for pid, est in estimators.items()}
+        overrides = {p.id: network.thresholds_for(p.id) for p in network.plazas}
+        default = Thresholds()
+        if network.defaults.thresholds is not None:
+            default = default.overridden_by(network.defaults.thresholds)
+        self._etc = EtcHealthMonitor(
+            etc_health_config(default),
+            {pid: etc_health_config(t) for pid, t in overrides.items()},
+        )
+        open_lanes: list[LaneKey] = [
+            (plaza.id, direction, lane.id)
+            for plaza in network.plazas
+            for direction, approach in plaza.approaches()
+            for lane in approach.lanes
+        ]
+        self._stall = LaneStallMonitor(
+            stall_config(default),
+            open_lanes,
+            {pid: stall_config(t) for pid, t in overrides.items()},
+        )
+        self._gaps = DataGapMonitor(self.config.data_gap)
+
+    def process(self, event: Event, now_s: float) -> Outputs:
+        """Take one valid event at processing time `now_s`."""
+        out = Outputs()
+        out.alerts.extend(self._gaps.seen(event.plaza_id, now_s, event.ts))
+        plaza = self._plazas.get(event.plaza_id)
+        if plaza is not None:
+            self._detect(event.plaza_id, plaza, plaza.merger.push(event, now_s), out)
+        return out
+
+    def tick(self, now_s: float) -> Outputs:
+        """Periodic work on processing time: idle feeds released, data gaps raised."""
+        out = Outputs()
+        for plaza_id, plaza in self._plazas.items():
+            if len(plaza.merger):
+                self._detect(plaza_id, plaza, plaza.merger.release(now_s), out)
+        out.alerts.extend(self._gaps.check(now_s))
+        return out
+
+    def finish(self) -> Outputs:
+        """End of input (backtest): everything still buffered goes through."""
+        out = Outputs()
+        for plaza_id, plaza in self._plazas.items():
+            self._detect(plaza_id, plaza, plaza.merger.flush(), out)
+        return out
+
+    def late_events(self) -> int:
+        """Events that arrived after their time had been released (fed late)."""
+        return sum(plaza.merger.late_events for plaza in self._plazas.values())
+
+    def _detect(self, plaza_id: str, plaza: _Plaza, events: Iterable[Event], out: Outputs) -> None:
+        for event in events:
+            if isinstance(event, ApproachDetection | LaneTransaction | LaneStatus):
+                estimator = plaza.estimators.get(event.direction)
+                if estimator is not None:
+                    estimator.observe(event)
+            if isinstance(event, LaneTransaction):
+                out.alerts.extend(self._etc.on_transaction(event))
+                out.alerts.extend(self._stall.on_transaction(event))
+                ratio = self._etc.failure_ratio(plaza_id, event.direction, event.lane_id)
+                if ratio is not None:
+                    out.etc_ratios.append(((plaza_id, event.direction, event.lane_id), ratio))
+            elif isinstance(event, LaneStatus):
+                out.alerts.extend(self._stall.on_lane_status(event))
+            # Every approach of the plaza moves on with the plaza's event time, so a
+            # quiet approach still reports its (empty) queue every 5 s.
+            for estimator in plaza.estimators.values():
+                emitted = estimator.advance(event.ts)
+                out.alerts.extend(emitted.alerts)
+                for estimate in emitted.estimates:
+                    out.estimates.append(estimate)
+                    # A lane idle while its approach merely trickles is normal (an MTC
+                    # lane when only ETC cars come); a stall matters once it is busy.
+                    waiting = estimate.queue_veh if estimate.level >= 1 else 0.0
+                    out.alerts.extend(
+                        self._stall.set_queue(plaza_id, estimate.direction, waiting, estimate.ts)
+                    )

@@ -1,0 +1,75 @@
+"""Record events and detector outputs in the §5 metrics, with cached label children."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from detectors.alerts import Alert
+from detectors.etc_health import LaneKey
+from detectors.queue import QueueEstimate
+from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
+from tollmon.metrics import Metrics
+
+
+class _Children:
+    """`metric.labels(*values)` looked up once per label set: it is costly per event."""
+
+    def __init__(self, metric: Any) -> None:
+        self._labels: Callable[..., Any] = metric.labels
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._labels(*values)
+        return child
+
+
+class MetricsRecorder:
+    """The one writer of a worker's metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        m = metrics
+        self._arrivals = _Children(m.arrivals)
+        self._transactions = _Children(m.lane_transactions)
+        self._weighings = _Children(m.weighings)
+        self._queue_veh = _Children(m.queue_vehicles)
+        self._queue_m = _Children(m.queue_meters)
+        self._wait = _Children(m.wait_seconds)
+        self._level = _Children(m.congestion_level)
+        self._open = _Children(m.open_lanes)
+        self._etc_ratio = _Children(m.etc_failure_ratio)
+        self._firing = _Children(m.alerts_firing)
+        self._alerts = _Children(m.alerts)
+
+    def event(self, event: Event) -> None:
+        """Cumulative counters: every valid event counts, late or not."""
+        if isinstance(event, ApproachDetection):
+            self._arrivals(event.plaza_id, event.direction).inc(event.count)
+        elif isinstance(event, LaneTransaction):
+            self._transactions(
+                event.plaza_id, event.direction, event.lane_id, event.payment, event.result
+            ).inc()
+        elif isinstance(event, WeighMeasurement):
+            self._weighings(event.plaza_id, event.scale_id, event.station, event.quality).inc()
+
+    def estimate(self, e: QueueEstimate) -> None:
+        key = (e.plaza_id, e.direction)
+        self._queue_veh(*key).set(e.queue_veh)
+        self._queue_m(*key).set(e.queue_m)
+        self._wait(*key).set(e.wait_s)
+        self._level(*key).set(e.level)
+        self._open(*key).set(e.open_lanes)
+
+    def etc_ratio(self, lane: LaneKey, ratio: float) -> None:
+        self._etc_ratio(*lane).set(ratio)
+
+    def alert(self, alert: Alert, replaced: Alert | None, is_new: bool) -> None:
+        """Keep `alerts_firing` equal to the alerts firing now; count each new one once."""
+        if replaced is not None:
+            self._firing(replaced.kind, replaced.severity, replaced.plaza_id).dec()
+        if alert.status == "firing":
+            self._firing(alert.kind, alert.severity, alert.plaza_id).inc()
+            if is_new:
+                self._alerts(alert.kind, alert.severity).inc()
