@@ -27,17 +27,28 @@ _BLOCKING = (ApproachDetection, LaneTransaction)
 @dataclass(slots=True)
 class _Source:
     watermark: int
-    last_seen_s: float
+    last_seen_s: float | None  # None: expected, not heard from yet
 
 
 class EventTimeMerger:
-    """Reorders one plaza's events; `push` and `release` return the events now safe to use."""
+    """Reorders one plaza's events; `push` and `release` return the events now safe to use.
 
-    def __init__(self, idle_after_s: float = 10.0, max_hold_ms: int = 30_000) -> None:
+    `expected` names the blocking feeds the plaza has (transactions always, detections
+    where a detector is configured): they are waited for from the first event on, so
+    even the first seconds come out in order.
+    """
+
+    def __init__(
+        self,
+        idle_after_s: float = 10.0,
+        max_hold_ms: int = 30_000,
+        expected: tuple[type, ...] = (),
+    ) -> None:
         self._idle_after_s = idle_after_s
         self._max_hold_ms = max_hold_ms
         self._heap: list[tuple[int, int, str, Event]] = []
-        self._sources: dict[type, _Source] = {}
+        self._sources: dict[type, _Source] = {kind: _Source(-1, None) for kind in expected}
+        self._started_s: float | None = None
         self._newest = -1
         self._released_before = -1
         self.late_events = 0  # arrived after their time had been released
@@ -48,6 +59,8 @@ class EventTimeMerger:
     def push(self, event: Event, now_s: float) -> list[Event]:
         """Take one event (processing time `now_s`); return what can be released."""
         kind = type(event)
+        if self._started_s is None:
+            self._started_s = now_s
         if isinstance(event, _BLOCKING):
             source = self._sources.get(kind)
             if source is None:
@@ -82,10 +95,11 @@ class EventTimeMerger:
         return out
 
     def _release_point(self, now_s: float) -> int:
+        started = self._started_s if self._started_s is not None else now_s
         active = [
             s.watermark
             for s in self._sources.values()
-            if now_s - s.last_seen_s < self._idle_after_s
+            if now_s - (started if s.last_seen_s is None else s.last_seen_s) < self._idle_after_s
         ]
         point = min(active) if active else self._newest + 1
         return max(point, self._newest - self._max_hold_ms)

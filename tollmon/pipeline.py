@@ -47,7 +47,10 @@ class PipelineConfig:
 class _Plaza:
     def __init__(self, estimators: dict[str, ApproachEstimator], config: PipelineConfig) -> None:
         self.estimators = estimators
-        self.merger = EventTimeMerger(config.idle_after_s, config.max_hold_ms)
+        expected: tuple[type, ...] = (LaneTransaction,)
+        if any(e.config.has_detector for e in estimators.values()):
+            expected = (ApproachDetection, LaneTransaction)
+        self.merger = EventTimeMerger(config.idle_after_s, config.max_hold_ms, expected)
 
 
 class Pipeline:
