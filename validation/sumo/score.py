@@ -97,6 +97,9 @@ class Scores:
     max_true_queue_veh: float
     max_estimated_queue_veh: float
     true_onset_s: float | None
+    # The first true episode at level ≥ 2 lasting the raise hold (60 s): a touch of the
+    # threshold is the onset by definition, but no alert can name it if it is that brief.
+    true_sustained_onset_s: float | None
     alert_started_s: float | None
     alert_raised_s: float | None
     onset_delay_s: float | None
@@ -167,6 +170,8 @@ def score(
     congested = truth.levels(fine, open_lanes, thresholds) >= 2
     true_episodes = _episodes(congested, fine)
     onset = true_episodes[0][0] if true_episodes else None
+    hold_s = thresholds.congestion_raise_hold_s
+    sustained = next((s for s, e in true_episodes if e - s >= hold_s), None)
     coarse_congested = truth.levels(t, open_lanes, thresholds) >= 2
     firing = [a for a in alerts if a.status == "firing" and a.kind == "QUEUE_CONGESTION"]
     first_by_id: dict[str, Alert] = {}
@@ -196,6 +201,7 @@ def score(
         max_true_queue_veh=float(true_queue.max()),
         max_estimated_queue_veh=float(queue.max()),
         true_onset_s=onset,
+        true_sustained_onset_s=sustained,
         alert_started_s=started,
         alert_raised_s=raised,
         onset_delay_s=None if onset is None or started is None else started - onset,

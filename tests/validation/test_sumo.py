@@ -1,0 +1,106 @@
+"""SPEC §7 queue bars against an Eclipse SUMO toll plaza: a short CI case and the full run.
+
+The short scenario (about 10 s) has ETC and manual lanes, ETC failures, a failing antenna and
+a surge whose queue spills back past the approach detector. Bars the estimator misses today
+are strict xfails that name the cause, so that a fix shows up as an unexpected pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sumo", reason="eclipse-sumo is not installed: pip install -e '.[validation]'")
+
+from validation.sumo.evaluate import FULL, SHORT, Evaluation, evaluate
+from validation.sumo.score import Targets
+
+TARGETS = Targets()
+
+SPILLBACK_HIDDEN = (
+    "the estimator never flags spillback here: it needs queue_veh · length / open lanes ≥"
+    " 180 m (≈ 125 vehicles on 6 lanes) while the queue reaches the detector at ≈ 45-55,"
+    " standing unevenly in the 3 approach lanes; vehicles queued upstream of the detector are"
+    " then invisible to A(t) and to plate delays, so queue and wait are under-estimated"
+)
+PLATE_OFFSET = (
+    "plate matches feed raw_index - departure_rank into the miscount offset, but departures"
+    " are not FIFO across ETC and manual lanes (ETC vehicles overtake), so the median of 9"
+    " samples shifts the count by several vehicles with a perfect detector"
+)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Evaluation:
+    return evaluate(SHORT, tmp_path_factory.mktemp("sumo"))
+
+
+def test_the_short_scenario_spills_back_past_the_detector(short_run: Evaluation) -> None:
+    sim = short_run.simulation
+    assert sim.teleports == 0
+    assert len(sim.records) == sim.generated
+    ours = short_run.result("input_output").scores
+    detector_timed = short_run.result("input_output").scores_detector_timed
+    # The SPEC truth holds more vehicles than can stand between the detector and the barriers.
+    assert ours.max_true_queue_veh > detector_timed.max_true_queue_veh + 20
+
+
+@pytest.mark.parametrize("variant", ["input_output", "no_plates", "headway"])
+def test_no_congestion_alert_without_true_congestion(short_run: Evaluation, variant: str) -> None:
+    scores = short_run.result(variant).scores
+    assert scores.free_flow_alerts == 0
+    assert scores.false_alerts == 0
+
+
+def test_wait_is_within_10_s_of_the_truth(short_run: Evaluation) -> None:
+    assert short_run.result("input_output").scores.wait_mae_s <= TARGETS.wait_mae_s
+
+
+@pytest.mark.xfail(strict=True, reason=SPILLBACK_HIDDEN)
+def test_queue_is_within_1_vehicle_of_the_truth(short_run: Evaluation) -> None:
+    assert short_run.result("input_output").scores.queue_mae_veh <= TARGETS.queue_mae_veh
+
+
+@pytest.mark.xfail(strict=True, reason=PLATE_OFFSET)
+def test_congestion_alert_starts_within_30_s_of_the_true_onset(short_run: Evaluation) -> None:
+    delay = short_run.result("input_output").scores.onset_delay_s
+    assert delay is not None
+    assert abs(delay) <= TARGETS.onset_delay_s
+
+
+def test_detector_counts_alone_raise_the_alert_within_30_s(short_run: Evaluation) -> None:
+    delay = short_run.result("no_plates").scores.onset_delay_s
+    assert delay is not None
+    assert abs(delay) <= TARGETS.onset_delay_s
+
+
+@pytest.mark.xfail(strict=True, reason=PLATE_OFFSET)
+def test_plate_matches_do_not_make_the_visible_queue_worse(short_run: Evaluation) -> None:
+    with_plates = short_run.result("input_output").scores_detector_timed.queue_mae_veh
+    without = short_run.result("no_plates").scores_detector_timed.queue_mae_veh
+    assert with_plates <= without + 0.25
+
+
+def test_headway_method_runs_without_a_detector(short_run: Evaluation) -> None:
+    # No target for the headway method (SPEC §7 bars are for detector approaches): it runs.
+    estimates = short_run.result("headway").run.estimates
+    assert estimates
+    assert all(e.method == "headway" for e in estimates)
+
+
+@pytest.mark.slow
+def test_full_run_writes_the_report(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'validation' extra) is needed")
+    from validation.sumo.run import main
+
+    assert main(["--out", str(tmp_path), "--work", str(tmp_path / "work"), "--seeds"]) == 0
+    assert (tmp_path / "sumo.md").exists()
+    assert (tmp_path / "sumo_full.png").stat().st_size < 300_000
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=SPILLBACK_HIDDEN)
+def test_full_run_meets_the_queue_and_wait_bars(tmp_path: Path) -> None:
+    scores = evaluate(FULL, tmp_path).result("input_output").scores
+    assert scores.meets(TARGETS), scores.misses(TARGETS)

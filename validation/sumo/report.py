@@ -1,0 +1,241 @@
+"""The markdown report and its plots (docs/validation/sumo.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from validation.sumo.evaluate import Evaluation, VariantResult
+from validation.sumo.replay import sim_seconds
+from validation.sumo.scenario import BOOTHS, DETECTOR_DISTANCE_M, VEHICLE_TYPES, Scenario
+from validation.sumo.score import Scores, Targets
+
+
+def _s(value: float | None, unit: str = " s") -> str:
+    return "—" if value is None else f"{value:.0f}{unit}"
+
+
+def _score_row(name: str, s: Scores, targets: Targets) -> str:
+    ok = "yes" if s.meets(targets) else "**no**"
+    return (
+        f"| {name} | {s.queue_mae_veh:.2f} | {s.wait_mae_s:.1f} | {s.queue_bias_veh:+.2f} |"
+        f" {s.queue_mae_congested_veh:.1f} | {s.max_true_queue_veh:.0f} /"
+        f" {s.max_estimated_queue_veh:.0f} | {_s(s.true_onset_s)} |"
+        f" {_s(s.true_sustained_onset_s)} | {_s(s.alert_started_s)} |"
+        f" {_s(s.onset_delay_s)} | {s.alerts} | {s.false_alerts + s.free_flow_alerts} |"
+        f" {s.spillback_outputs} | {ok} |"
+    )
+
+
+_HEADER = (
+    "| variant | queue MAE (veh) | wait MAE (s) | queue bias (veh) | queue MAE while"
+    " congested (veh) | max queue true / est. | true onset | true onset held 60 s |"
+    " alert started_at | onset delay | alerts | false alerts | spillback outputs | meets §7 |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _scenario_lines(scenario: Scenario) -> list[str]:
+    phases = ", ".join(
+        f"{p.name} {p.duration_s / 60:.0f} min at {p.veh_per_h:.0f} veh/h" for p in scenario.phases
+    )
+    return [f"- demand (Poisson): {phases}; seed {scenario.seed}"]
+
+
+def _variant_table(results: Sequence[VariantResult], targets: Targets, detector: bool) -> str:
+    rows = [
+        _score_row(r.variant.name, r.scores_detector_timed if detector else r.scores, targets)
+        for r in results
+    ]
+    return "\n".join([_HEADER, *rows])
+
+
+def plot(evaluation: Evaluation, path: Path) -> None:
+    """Estimated vs true queue and wait over time, with alert markers and demand phases."""
+    import matplotlib
+
+    # No display on CI or servers: render straight to a file.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(9.0, 5.6), sharex=True, dpi=80)
+    main = evaluation.result("input_output")
+    headway = evaluation.result("headway")
+    t_s = np.array([sim_seconds(e.ts) for e in main.run.estimates])
+    t_min = t_s / 60.0
+    truth_q = evaluation.truth.queue_veh(t_s)
+    truth_w = evaluation.truth.wait_s(t_s)
+    det_q = evaluation.truth_detector_timed.queue_veh(t_s)
+    det_w = evaluation.truth_detector_timed.wait_s(t_s)
+    h_t = np.array([sim_seconds(e.ts) for e in headway.run.estimates]) / 60.0
+    series = (
+        (axes[0], truth_q, det_q, [e.queue_veh for e in main.run.estimates],
+         [e.queue_veh for e in headway.run.estimates], "queue_veh"),
+        (axes[1], truth_w, det_w, [e.wait_s for e in main.run.estimates],
+         [e.wait_s for e in headway.run.estimates], "wait_s"),
+    )  # fmt: skip
+    for ax, truth, det, est, hw, label in series:
+        ax.plot(t_min, truth, color="black", lw=1.4, label="truth (SPEC §4.1)")
+        ax.plot(t_min, det, color="0.55", lw=1.0, ls="--", label="truth timed at detector")
+        ax.plot(t_min, est, color="tab:blue", lw=1.1, label="estimate (input-output)")
+        ax.plot(h_t, hw, color="tab:orange", lw=0.9, alpha=0.8, label="estimate (headway)")
+        ax.set_ylabel(label)
+        for phase, start, end in evaluation.scenario.phase_spans():
+            if phase.name == "surge":
+                ax.axvspan(start / 60.0, end / 60.0, color="tab:red", alpha=0.06)
+    s = main.scores
+    for ax in axes:
+        if s.true_onset_s is not None:
+            ax.axvline(s.true_onset_s / 60.0, color="black", ls=":", lw=1.0)
+        for alert in main.run.alerts:
+            if alert.status == "firing":
+                ax.axvline(sim_seconds(alert.started_at) / 60.0, color="tab:red", ls="--", lw=0.9)
+                raised = alert.evidence.get("ts")
+                if isinstance(raised, int):
+                    ax.axvline(sim_seconds(raised) / 60.0, color="tab:red", lw=0.9)
+            elif alert.ended_at is not None:
+                ax.axvline(sim_seconds(alert.ended_at) / 60.0, color="tab:green", lw=0.9)
+    axes[0].legend(loc="upper right", fontsize=7, ncol=2)
+    axes[1].set_xlabel(
+        "minutes (shaded: surge; dotted: true onset; red dashed/solid: alert started_at/raised;"
+        " green: resolved)",
+        fontsize=7,
+    )
+    axes[0].set_title(f"SUMO toll plaza, scenario {evaluation.scenario.name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_report(
+    evaluations: Sequence[Evaluation],
+    seeds: Sequence[Evaluation],
+    out: Path,
+    targets: Targets,
+) -> Path:
+    """Write sumo.md and one plot per scenario into `out`; return the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Queue estimator vs. Eclipse SUMO (SPEC §4.1, §7)",
+        "",
+        "Generated by `python -m validation.sumo.run`; do not edit by hand.",
+        "",
+        "## Set-up",
+        "",
+        f"- plaza: a 3-lane approach fans out into {len(BOOTHS)} toll lanes, each 80 m from the"
+        " fan-out to its barrier: "
+        + ", ".join(
+            f"{b.lane_id} {b.kind}"
+            + (f" (ETC failure {b.etc_failure_ratio:.0%})" if b.kind == "ETC" else "")
+            for b in BOOTHS
+        )
+        + "; each approach lane feeds two booths (MTC on the right, ETC on the left)",
+        f"- approach detector D1: loops across the approach {DETECTOR_DISTANCE_M:.0f} m"
+        " upstream of the barriers, ANPR plate hashes on 90 % of detections",
+        "- vehicles: "
+        + ", ".join(
+            f"{v.vehicle_class} {v.share:.0%} ({v.length_m:.0f} m + {v.min_gap_m:.1f} m gap,"
+            f" ETC {v.etc_share:.0%})"
+            for v in VEHICLE_TYPES
+        )
+        + "; each joins the shortest queue of its payment type",
+        "- service at the barrier (a SUMO stop, gamma distributed): ETC ≈ 3 s, manual ≈ 14 s,"
+        " failed ETC handled by hand ≈ 25 s (reported as `result=ETC_FAIL`)",
+        "- SUMO 0.25 s steps, fixed seeds, no speed spread or dawdling; events are the"
+        " contract's `approach_detection` and `lane_transaction` (with `service_ms`), replayed in"
+        " event-time order through `ApproachEstimator` with `advance()` after every event",
+        "- truth (SPEC §4.1): a vehicle's free-flow arrival at the barrier is its crossing of a"
+        " cross-section 1.8 km upstream (beyond any queue) plus the calibrated free-flow time"
+        " from there (each vehicle type alone through each booth); its service start is when it"
+        " stopped at the barrier. queue = due but not started; wait = mean delay of the"
+        " vehicles that left in the last 30 s. The *detector-timed* truth starts the clock at"
+        " D1 instead; it equals the SPEC truth until the queue spills back past D1",
+        "- onset: the first second the true level (5 per open lane, or 120 s wait) reaches 2;"
+        " delay = the alert's `started_at` minus that. False alerts: alert episodes that"
+        " overlap no true congestion, plus any started during the first free-flow phase",
+        "",
+    ]
+    for ev in evaluations:
+        image = f"sumo_{ev.scenario.name}.png"
+        plot(ev, out / image)
+        sim = ev.simulation
+        lines += [
+            f"## Scenario `{ev.scenario.name}`",
+            "",
+            *_scenario_lines(ev.scenario),
+            f"- {len(sim.records)} of {sim.generated} vehicles served, {sim.teleports} teleports,"
+            f" last departure at {sim.end_s / 60:.1f} min; free-flow τ detector→barrier"
+            f" {ev.free_flow.detector_mean_s():.2f} s (configured as `free_flow_s`)",
+            "",
+            "Against the SPEC §4.1 truth:",
+            "",
+            _variant_table(ev.results, targets, detector=False),
+            "",
+            "Against the detector-timed truth (what the detector can see):",
+            "",
+            _variant_table(ev.results, targets, detector=True),
+            "",
+            f"![estimated vs true queue and wait]({image})",
+            "",
+        ]
+    if seeds:
+        lines += [
+            "## Other seeds (scenario `full`, variant `input_output`, SPEC truth)",
+            "",
+            "| seed | queue MAE (veh) | wait MAE (s) | max true queue | true onset | onset held"
+            " 60 s | alert started_at | onset delay | false alerts | queue MAE, detector-timed"
+            " truth |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for ev in seeds:
+            s = ev.result("input_output").scores
+            d = ev.result("input_output").scores_detector_timed
+            lines.append(
+                f"| {ev.scenario.seed} | {s.queue_mae_veh:.2f} | {s.wait_mae_s:.1f} |"
+                f" {s.max_true_queue_veh:.0f} | {_s(s.true_onset_s)} |"
+                f" {_s(s.true_sustained_onset_s)} | {_s(s.alert_started_s)} |"
+                f" {_s(s.onset_delay_s)} |"
+                f" {s.false_alerts + s.free_flow_alerts} | {d.queue_mae_veh:.2f} |"
+            )
+        lines.append("")
+    lines += _FINDINGS
+    path = out / "sumo.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+_FINDINGS: list[str] = [
+    "## What limits the estimate",
+    "",
+    "- **Spillback hides the queue.** Between the detector and the barriers only about 45-55"
+    " vehicles fit in practice (the queue stands unevenly: the manual side of the approach"
+    " fills first). Once the queue passes the detector, vehicles waiting upstream of it have"
+    " not been counted in A(t) and their plate-matched delays start at the detector, so queue"
+    " and wait are under-estimated by the hidden part (compare the two truths). The estimator"
+    " should then floor the queue at the detector's distance, but its spillback test (queue"
+    " metres = queue_veh × mean length / open lanes ≥ distance) needs ≈ 125 vehicles on six"
+    " open lanes for a 180 m detector, so it never fires here; with `queue_lanes = 3` it fires"
+    " briefly and the floor (≈ 63 vehicles) is still below the hidden queue. No count-based"
+    " estimator can see the length of the part beyond the detector; it needs a second"
+    " detector further upstream, occupancy from the loop, or a model of the demand.",
+    "- **Plate matches perturb the count.** Each matched plate adds raw_index − departure_rank"
+    " to the miscount offset (median of 9). Departures are not first-in-first-out across ETC"
+    " and manual lanes, so with a perfect detector the offset still moves by several"
+    " vehicles; the `no_plates` variant tracks the visible queue better, and its alert starts"
+    " sooner. Plate-matched delays, on the other hand, make the wait estimate nearly exact up"
+    " to the detector.",
+    "- **The onset.** The true level touches 2 when the true queue first reaches 30; the"
+    " alert's `started_at` is the first output of a 60 s run at level ≥ 2, so a true episode"
+    " that flickers around the threshold, or an estimate that dips below it for one output,"
+    " moves `started_at` later (see the seeds table: held-60 s onset vs. first touch).",
+    "- **The headway method** (no detector) sees only the lanes' utilisation: M/G/1 with the"
+    " utilisation capped at 0.95 gives a few vehicles per lane at most, so it under-states a"
+    " surge queue by an order of magnitude and raises no congestion alert. It is reported for"
+    " information; the §7 bars are for approaches with a detector.",
+    "- **Truth.** Vehicles have no speed spread or dawdling, so each vehicle type's free-flow"
+    " trip is one calibrated number per booth; lane choice is a pre-trip shortest-queue"
+    " shadow, not SUMO's own routing. SUMO's move-up after each departure (≈ 3.5 s) is part"
+    " of the lane's capacity but not of `service_ms`.",
+]
