@@ -50,6 +50,7 @@ class EventTimeMerger:
         self._sources: dict[type, _Source] = {kind: _Source(-1, None) for kind in expected}
         self._started_s: float | None = None
         self._newest = -1
+        self._newest_blocking = -1
         self._released_before = -1
         self.late_events = 0  # arrived after their time had been released
 
@@ -68,6 +69,9 @@ class EventTimeMerger:
             else:
                 source.watermark = max(source.watermark, event.ts)
                 source.last_seen_s = now_s
+            # Only the dense feeds define "newest": a sparse topic read far ahead in a
+            # replay must not push the others' events out early through the hold limit.
+            self._newest_blocking = max(self._newest_blocking, event.ts)
         self._newest = max(self._newest, event.ts)
         if event.ts < self._released_before:
             self.late_events += 1
@@ -101,5 +105,6 @@ class EventTimeMerger:
             for s in self._sources.values()
             if now_s - (started if s.last_seen_s is None else s.last_seen_s) < self._idle_after_s
         ]
-        point = min(active) if active else self._newest + 1
-        return max(point, self._newest - self._max_hold_ms)
+        if not active:
+            return self._newest + 1
+        return max(min(active), self._newest_blocking - self._max_hold_ms)
