@@ -41,7 +41,7 @@ class PipelineConfig:
 
     idle_after_s: float = 10.0
     max_hold_ms: int = 30_000
-    data_gap: DataGapConfig = field(default_factory=DataGapConfig)
+    data_gap: DataGapConfig | None = None  # None: silence from the network's thresholds
 
 
 class _Plaza:
@@ -83,7 +83,9 @@ class Pipeline:
             open_lanes,
             {pid: stall_config(t) for pid, t in overrides.items()},
         )
-        self._gaps = DataGapMonitor(self.config.data_gap)
+        self._gaps = DataGapMonitor(
+            self.config.data_gap or DataGapConfig(silence_s=default.data_gap_s)
+        )
 
     def process(self, event: Event, now_s: float) -> Outputs:
         """Take one valid event at processing time `now_s`."""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,45 +110,87 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def launch_worker(
+    stack: Stack,
+    directory: Path,
+    prefix: str | None = None,
+    port: int = WORKER_PORTS[0],
+    **env: str,
+) -> WorkerProcess:
+    """Start `tollmon worker` on fresh topics under `prefix`; wait for its /metrics."""
+    prefix = prefix or f"t{uuid.uuid4().hex[:8]}."
+    create_topics(
+        stack.bootstrap,
+        [
+            prefix + t
+            for t in (*INPUT_TOPICS, "toll.deadletter", "toll.alerts", "toll.queue.estimates")
+        ],
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / f"worker-{port}-{uuid.uuid4().hex[:6]}.log"
+    worker_env = {
+        **os.environ,
+        "TOLLMON_KAFKA_BOOTSTRAP": stack.bootstrap,
+        "TOLLMON_TOPIC_PREFIX": prefix,
+        "TOLLMON_WEB_PORT": str(port),
+        "TOLLMON_DATA_DIR": str(directory / f"data-{port}"),
+        "TOLLMON_NETWORK_FILE": str(REPO / "config" / "network.yaml"),
+        "TOLLMON_ALERTMANAGER_URL": stack.alertmanager_url,
+        **env,
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tollmon", "worker"],
+            cwd=REPO,
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(prefix, port, log_path, process, env)
+
+    def ready() -> bool:
+        assert process.poll() is None, f"worker exited:\n{worker.log_tail()}"
+        return httpx.get(worker.metrics_url, timeout=2).status_code == 200
+
+    try:
+        wait_until(ready, 90, "the worker's /metrics endpoint")
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
 @pytest.fixture
 def start_worker(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(prefix: str | None = None, port: int = WORKER_PORTS[0], **env: str) -> WorkerProcess:
-        prefix = prefix or f"t{uuid.uuid4().hex[:8]}."
-        create_topics(
-            stack.bootstrap,
-            [prefix + t for t in (*INPUT_TOPICS, "toll.deadletter", "toll.alerts")],
-        )
-        log_path = tmp_path / f"worker-{port}-{len(started)}.log"
-        worker_env = {
-            **os.environ,
-            "TOLLMON_KAFKA_BOOTSTRAP": stack.bootstrap,
-            "TOLLMON_TOPIC_PREFIX": prefix,
-            "TOLLMON_WEB_PORT": str(port),
-            "TOLLMON_DATA_DIR": str(tmp_path / f"data-{port}"),
-            "TOLLMON_NETWORK_FILE": str(REPO / "config" / "network.yaml"),
-            "TOLLMON_ALERTMANAGER_URL": stack.alertmanager_url,
-            **env,
-        }
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tollmon", "worker"],
-                cwd=REPO,
-                env=worker_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        worker = WorkerProcess(prefix, port, log_path, process, env)
+        worker = launch_worker(stack, tmp_path, prefix, port, **env)
         started.append(worker)
-
-        def ready() -> bool:
-            assert process.poll() is None, f"worker exited:\n{worker.log_tail()}"
-            return httpx.get(worker.metrics_url, timeout=2).status_code == 200
-
-        wait_until(ready, 90, "the worker's /metrics endpoint")
         return worker
 
     yield start
     for worker in started:
         worker.stop()
+
+
+def read_topic(bootstrap: str, topic: str, idle_ms: int = 1500) -> list[tuple[bytes | None, bytes]]:
+    """Every message of a topic from the beginning, as (key, value)."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=idle_ms,
+    )
+    try:
+        return [(m.key, m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def prometheus_value(stack: Stack, query: str) -> float | None:
+    """The single value of an instant query, or None when it returns nothing."""
+    response = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+    result = response.json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
