@@ -11,6 +11,7 @@ import faust
 from streams.alertmanager import AlertmanagerPusher
 from streams.emitter import Emitter
 from streams.topics import Topics
+from tollmon.events import WeighMeasurement
 from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.pipeline import Pipeline
 from tollmon.recorder import MetricsRecorder
@@ -47,6 +48,8 @@ def register_agents(app: faust.App, worker: Worker) -> None:
                 continue
             worker.recorder.event(outcome)
             await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
+            if isinstance(outcome, WeighMeasurement):
+                await worker.topics.by_pass.send(key=outcome.pass_id.encode(), value=message.value)
 
     app.agent(worker.topics.inputs, name="ingest")(ingest_events)
 

@@ -12,6 +12,7 @@ from streams.agents import Worker, register_agents
 from streams.alertmanager import AlertmanagerPusher
 from streams.emitter import Emitter
 from streams.topics import Topics
+from streams.weighing_agents import register_weighing_agents
 from tollmon.alerting import AlertBook
 from tollmon.ingest import Ingest
 from tollmon.metrics import Metrics
@@ -20,6 +21,7 @@ from tollmon.pipeline import Pipeline, PipelineConfig
 from tollmon.recorder import MetricsRecorder
 from tollmon.settings import Settings
 from tollmon.validation import EventValidator, reference_from_network
+from tollmon.weighing_flow import PairAssessor, network_thresholds
 
 # In a replay the topics are read as fast as the broker serves them, so one
 # plaza's detections and transactions can drift minutes apart in event time.
@@ -71,6 +73,15 @@ def create_app(
         clock=clock,
     )
     register_agents(app, worker)
+    register_weighing_agents(
+        app,
+        topics,
+        recorder,
+        worker.emitter,
+        PairAssessor(network),
+        horizon_ms=int(network_thresholds(network).unpaired_horizon_s * 1000),
+        partitions=settings.partitions,
+    )
     _publish_plaza_info(metrics, network)
     _register_metrics_page(app, metrics)
     return app

@@ -12,6 +12,10 @@ from tollmon.settings import Settings
 
 ALERTS_TOPIC = "toll.alerts"
 ESTIMATES_TOPIC = "toll.queue.estimates"
+# Weighings re-keyed by pass_id, so both ends of a trip meet on one partition.
+BY_PASS_TOPIC = "toll.weigh.by_pass"
+# Every pair of the network, for the one scale-bias fit (a single partition).
+PAIRS_TOPIC = "toll.weigh.pairs"
 
 
 @dataclass(frozen=True)
@@ -26,17 +30,19 @@ class Topics:
     deadletter: Any
     alerts: Any
     estimates: Any
+    by_pass: Any
+    pairs: Any
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
-        def raw(*names: str) -> Any:
+        def raw(*names: str, partitions: int = settings.partitions) -> Any:
             return app.topic(
                 *names,
                 key_type=bytes,
                 value_type=bytes,
                 key_serializer="raw",
                 value_serializer="raw",
-                partitions=settings.partitions,
+                partitions=partitions,
             )
 
         return cls(
@@ -44,4 +50,6 @@ class Topics:
             deadletter=raw(settings.topic(DEADLETTER_TOPIC)),
             alerts=raw(settings.topic(ALERTS_TOPIC)),
             estimates=raw(settings.topic(ESTIMATES_TOPIC)),
+            by_pass=raw(settings.topic(BY_PASS_TOPIC)),
+            pairs=raw(settings.topic(PAIRS_TOPIC), partitions=1),
         )

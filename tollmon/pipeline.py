@@ -15,9 +15,22 @@ from detectors.alerts import Alert
 from detectors.data_gap import DataGapConfig, DataGapMonitor
 from detectors.etc_health import EtcHealthMonitor, LaneKey
 from detectors.ordering import EventTimeMerger
+from detectors.overload import (
+    OverloadThresholds,
+    PendingOverload,
+    is_join_expired,
+    join_overload,
+    overload_join_key,
+)
 from detectors.queue import ApproachEstimator, QueueEstimate
 from detectors.stall import LaneStallMonitor
-from tollmon.events import ApproachDetection, Event, LaneStatus, LaneTransaction
+from tollmon.events import (
+    ApproachDetection,
+    Event,
+    LaneStatus,
+    LaneTransaction,
+    WeighMeasurement,
+)
 from tollmon.network import Network
 from tollmon.thresholds import Thresholds
 from tollmon.wiring import approach_configs, etc_health_config, stall_config
@@ -45,8 +58,16 @@ class PipelineConfig:
 
 
 class _Plaza:
-    def __init__(self, estimators: dict[str, ApproachEstimator], config: PipelineConfig) -> None:
+    def __init__(
+        self,
+        estimators: dict[str, ApproachEstimator],
+        config: PipelineConfig,
+        overload: OverloadThresholds,
+    ) -> None:
         self.estimators = estimators
+        self.overload = overload
+        # Half-joined (plaza, pass_id) entry weighings and admissions, oldest first.
+        self.pending_overload: dict[str, PendingOverload] = {}
         expected: tuple[type, ...] = (LaneTransaction,)
         if any(e.config.has_detector for e in estimators.values()):
             expected = (ApproachDetection, LaneTransaction)
@@ -63,8 +84,11 @@ class Pipeline:
             estimators.setdefault(approach.plaza_id, {})[approach.direction] = ApproachEstimator(
                 approach
             )
-        self._plazas = {pid: _Plaza(est, self.config) for pid, est in estimators.items()}
         overrides = {p.id: network.thresholds_for(p.id) for p in network.plazas}
+        self._plazas = {
+            pid: _Plaza(est, self.config, overload_thresholds(overrides[pid]))
+            for pid, est in estimators.items()
+        }
         default = Thresholds()
         if network.defaults.thresholds is not None:
             default = default.overridden_by(network.defaults.thresholds)
@@ -130,6 +154,8 @@ class Pipeline:
                     out.etc_ratios.append(((plaza_id, event.direction, event.lane_id), ratio))
             elif isinstance(event, LaneStatus):
                 out.alerts.extend(self._stall.on_lane_status(event))
+            if isinstance(event, WeighMeasurement | LaneTransaction):
+                self._join_overload(plaza, event, out)
             # Every approach of the plaza moves on with the plaza's event time, so a
             # quiet approach still reports its (empty) queue every 5 s.
             for estimator in plaza.estimators.values():
@@ -143,3 +169,33 @@ class Pipeline:
                     out.alerts.extend(
                         self._stall.set_queue(plaza_id, estimate.direction, waiting, estimate.ts)
                     )
+
+    def _join_overload(
+        self, plaza: _Plaza, event: WeighMeasurement | LaneTransaction, out: Outputs
+    ) -> None:
+        # Cars are never weighed: holding their admissions would only fill memory.
+        if isinstance(event, LaneTransaction) and (
+            event.direction != "entry" or event.vehicle_class[0] == "K"
+        ):
+            return
+        if isinstance(event, WeighMeasurement) and event.station != "entry":
+            return
+        pending = plaza.pending_overload
+        while pending:
+            oldest_key, oldest = next(iter(pending.items()))
+            if not is_join_expired(oldest, event.ts, plaza.overload):
+                break
+            del pending[oldest_key]
+        key = overload_join_key(event)
+        state, alert = join_overload(pending.pop(key, None), event, plaza.overload)
+        if state is not None:
+            pending[key] = state
+        if alert is not None:
+            out.alerts.append(alert)
+
+
+def overload_thresholds(t: Thresholds) -> OverloadThresholds:
+    return OverloadThresholds(
+        overload_limits_kg=t.overload_limits_kg,
+        overload_tolerance_ratio=t.overload_tolerance_ratio,
+    )

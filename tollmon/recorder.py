@@ -8,6 +8,7 @@ from typing import Any
 from detectors.alerts import Alert
 from detectors.etc_health import LaneKey
 from detectors.queue import QueueEstimate
+from detectors.scales import ScaleBiasEstimate
 from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
 from tollmon.metrics import Metrics
 
@@ -42,6 +43,9 @@ class MetricsRecorder:
         self._etc_ratio = _Children(m.etc_failure_ratio)
         self._firing = _Children(m.alerts_firing)
         self._alerts = _Children(m.alerts)
+        self._pairs = _Children(m.weight_pairs)
+        self._bias = _Children(m.scale_bias_ratio)
+        self._bias_se = _Children(m.scale_bias_stderr_ratio)
 
     def event(self, event: Event) -> None:
         """Cumulative counters: every valid event counts, late or not."""
@@ -64,6 +68,14 @@ class MetricsRecorder:
 
     def etc_ratio(self, lane: LaneKey, ratio: float) -> None:
         self._etc_ratio(*lane).set(ratio)
+
+    def weight_pair(self, exit_plaza: str, outcome: str) -> None:
+        self._pairs(exit_plaza, outcome).inc()
+
+    def scale_bias(self, estimate: ScaleBiasEstimate) -> None:
+        key = (estimate.scale_id, estimate.plaza_id, estimate.station)
+        self._bias(*key).set(estimate.bias_ratio)
+        self._bias_se(*key).set(estimate.stderr_ratio)
 
     def alert(self, alert: Alert, replaced: Alert | None, is_new: bool) -> None:
         """Keep `alerts_firing` equal to the alerts firing now; count each new one once."""

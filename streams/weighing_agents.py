@@ -1,0 +1,77 @@
+"""Weighing agents: pair trips by pass_id in a changelogged table, assess pairs centrally."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import msgspec
+
+from detectors.weighing import WeighingRecord, WeighPair, pair_weighing
+from streams.emitter import Emitter
+from streams.topics import Topics
+from tollmon.events import WeighMeasurement
+from tollmon.recorder import MetricsRecorder
+from tollmon.weighing_flow import ExpiryQueue, PairAssessor, unmatched_outcomes
+
+_encode = msgspec.json.Encoder().encode
+_weighing = msgspec.json.Decoder(WeighMeasurement)
+_record = msgspec.json.Decoder(WeighingRecord)
+_pair = msgspec.json.Decoder(WeighPair)
+
+
+def register_weighing_agents(
+    app: faust.App,
+    topics: Topics,
+    recorder: MetricsRecorder,
+    emitter: Emitter,
+    assessor: PairAssessor,
+    horizon_ms: int,
+    partitions: int,
+) -> None:
+    """Open trips live in `open_trips` (changelog-backed: a restarted worker recovers them)."""
+    open_trips = app.Table(
+        "open_trips",
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    expiry = ExpiryQueue()
+    watermark = {"ts": 0}
+
+    async def pair_trips(stream: Any) -> None:
+        async for record in stream.events():
+            measurement = _weighing.decode(record.value)
+            key, partition = record.message.key, record.message.partition
+            stored = open_trips.get(key)
+            entry = _record.decode(stored) if stored is not None else None
+            new_entry, output = pair_weighing(entry, measurement, horizon_ms)
+            if new_entry is not None:
+                open_trips[key] = _encode(new_entry)
+                expiry.opened(partition, measurement.pass_id, new_entry.ts)
+            elif stored is not None:
+                del open_trips[key]
+            watermark["ts"] = max(watermark["ts"], measurement.ts)
+            for pass_id, opened_ts in expiry.due(partition, watermark["ts"], horizon_ms):
+                expire(pass_id.encode(), opened_ts)
+            for exit_plaza, outcome in unmatched_outcomes(output.unmatched):
+                recorder.weight_pair(exit_plaza, outcome)
+            if output.pair is not None:
+                await topics.pairs.send(key=key, value=_encode(output.pair))
+
+    def expire(key: bytes, opened_ts: int) -> None:
+        stored = open_trips.get(key)
+        # The entry may have paired or been re-weighed since it was queued.
+        if stored is not None and _record.decode(stored).ts == opened_ts:
+            del open_trips[key]
+            recorder.weight_pair("none", "unmatched")
+
+    async def assess_pairs(stream: Any) -> None:
+        async for value in stream:
+            await emitter.emit_pair_outputs(assessor.on_pair(_pair.decode(value)))
+
+    app.agent(topics.by_pass, name="pair_trips")(pair_trips)
+    app.agent(topics.pairs, name="assess_pairs")(assess_pairs)

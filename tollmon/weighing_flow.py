@@ -1,0 +1,152 @@
+"""Weighing detectors wired for a network: trip pairing, pair assessment and scale bias.
+
+Pairing is keyed by pass_id (the stream re-keys weighings so both ends of a trip
+meet); assessment and the bias fit see every pair of the network, so they run
+in one place (a single-partition topic in the stream, in-process in backtest).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from detectors.alerts import Alert
+from detectors.scale_bias import ScaleBiasConfig, ScaleBiasEstimator
+from detectors.scales import ScaleBiasEstimate, ScaleInfo
+from detectors.weighing import (
+    PairingOutput,
+    TripBook,
+    UnmatchedWeighing,
+    WeighingThresholds,
+    WeighPair,
+    assess_pair,
+)
+from tollmon.network import Network
+from tollmon.thresholds import Thresholds
+
+# The bias fit is refreshed on this grid of event time, so a replay evaluates at the
+# same instants as the live run and SCALE_BIAS alert ids come out the same.
+BIAS_EVERY_MS = 60_000
+
+
+def scale_infos(network: Network) -> dict[str, ScaleInfo]:
+    return {
+        s.scale_id: ScaleInfo(
+            scale_id=s.scale_id,
+            plaza_id=s.plaza_id,
+            station=s.direction,
+            lane_id=s.lane_id,
+            accuracy_class=s.accuracy_class,
+        )
+        for s in network.scale_sites
+    }
+
+
+def network_thresholds(network: Network) -> Thresholds:
+    """The network-wide thresholds: built-in defaults overridden by `defaults.thresholds`."""
+    base = Thresholds()
+    override = network.defaults.thresholds
+    return base if override is None else base.overridden_by(override)
+
+
+def weighing_thresholds(t: Thresholds) -> WeighingThresholds:
+    return WeighingThresholds(
+        pair_tolerance_ratio=t.pair_tolerance_ratio,
+        min_discrepancy_kg=t.min_discrepancy_kg,
+        unpaired_horizon_s=t.unpaired_horizon_s,
+    )
+
+
+@dataclass
+class PairOutputs:
+    """What assessing pairs produced: alerts, pair outcomes and fresh bias estimates."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (exit plaza, outcome)
+    biases: list[ScaleBiasEstimate] = field(default_factory=list)
+
+
+def unmatched_outcomes(unmatched: tuple[UnmatchedWeighing, ...]) -> list[tuple[str, str]]:
+    return [(u.exit_plaza, "unmatched") for u in unmatched]
+
+
+class PairAssessor:
+    """Assesses each pair, feeds the bias fit and evaluates it on an event-time grid."""
+
+    def __init__(self, network: Network, bias_config: ScaleBiasConfig | None = None) -> None:
+        thresholds = network_thresholds(network)
+        self._scales: Mapping[str, ScaleInfo] = scale_infos(network)
+        self._thresholds = weighing_thresholds(thresholds)
+        config = bias_config or ScaleBiasConfig(
+            tolerance_ratio=thresholds.scale_drift_tolerance_ratio
+        )
+        self.estimator = ScaleBiasEstimator(self._scales, config)
+        self._biases: dict[str, ScaleBiasEstimate] = {}
+        self._next_eval_ms: int | None = None
+
+    def on_pair(self, pair: WeighPair) -> PairOutputs:
+        """Assess one pair, then refresh the bias fit at each grid point its time passed."""
+        out = PairOutputs()
+        ts = pair.exit.ts
+        self._evaluate_before(ts, out)
+        assessment = assess_pair(pair, self._scales, self._thresholds, self._biases)
+        out.outcomes.append((pair.exit.plaza_id, assessment.outcome))
+        if assessment.alert is not None:
+            out.alerts.append(assessment.alert)
+        self.estimator.add_pair(pair)
+        return out
+
+    def _evaluate_before(self, ts: int, out: PairOutputs) -> None:
+        if self._next_eval_ms is None:
+            self._next_eval_ms = (ts // BIAS_EVERY_MS + 1) * BIAS_EVERY_MS
+            return
+        if ts < self._next_eval_ms:
+            return
+        # One fit for all grid points passed: nothing was added in between.
+        at = self._next_eval_ms
+        self._next_eval_ms = (ts // BIAS_EVERY_MS + 1) * BIAS_EVERY_MS
+        out.alerts.extend(self.estimator.evaluate(at))
+        out.biases = self.estimator.estimate()
+        self._biases = {b.scale_id: b for b in out.biases}
+
+
+class InProcessWeighing:
+    """Pairing and assessment in one process (backtest): the stream splits the two."""
+
+    def __init__(self, network: Network) -> None:
+        t = network_thresholds(network)
+        self.book = TripBook(horizon_ms=int(t.unpaired_horizon_s * 1000))
+        self.assessor = PairAssessor(network)
+
+    def on_pairing(self, output: PairingOutput) -> PairOutputs:
+        out = PairOutputs(outcomes=unmatched_outcomes(output.unmatched))
+        if output.pair is not None:
+            assessed = self.assessor.on_pair(output.pair)
+            out.alerts += assessed.alerts
+            out.outcomes += assessed.outcomes
+            out.biases = assessed.biases
+        return out
+
+
+class ExpiryQueue:
+    """Open entries by partition, oldest first, so expiry never scans the trip table.
+
+    Entries are expired from the partition of the event being processed, so that the
+    table's changelog records each delete in the key's own partition.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[int, deque[tuple[int, str]]] = {}
+
+    def opened(self, partition: int, pass_id: str, ts: int) -> None:
+        self._queues.setdefault(partition, deque()).append((ts, pass_id))
+
+    def due(self, partition: int, watermark_ts: int, horizon_ms: int) -> list[tuple[str, int]]:
+        """(pass_id, ts) of the entries in `partition` older than the horizon."""
+        queue = self._queues.get(partition)
+        out: list[tuple[str, int]] = []
+        while queue and watermark_ts - queue[0][0] > horizon_ms:
+            ts, pass_id = queue.popleft()
+            out.append((pass_id, ts))
+        return out
