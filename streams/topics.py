@@ -35,7 +35,7 @@ class Topics:
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
-        def raw(*names: str, partitions: int = settings.partitions) -> Any:
+        def raw(*names: str, partitions: int = settings.partitions, internal: bool = False) -> Any:
             return app.topic(
                 *names,
                 key_type=bytes,
@@ -43,6 +43,7 @@ class Topics:
                 key_serializer="raw",
                 value_serializer="raw",
                 partitions=partitions,
+                internal=internal,
             )
 
         return cls(
@@ -50,6 +51,7 @@ class Topics:
             deadletter=raw(settings.topic(DEADLETTER_TOPIC)),
             alerts=raw(settings.topic(ALERTS_TOPIC)),
             estimates=raw(settings.topic(ESTIMATES_TOPIC)),
-            by_pass=raw(settings.topic(BY_PASS_TOPIC)),
-            pairs=raw(settings.topic(PAIRS_TOPIC), partitions=1),
+            # Internal: created by the worker with exactly these partition counts.
+            by_pass=raw(settings.topic(BY_PASS_TOPIC), internal=True),
+            pairs=raw(settings.topic(PAIRS_TOPIC), partitions=1, internal=True),
         )

@@ -1,0 +1,124 @@
+"""Weighing through the real broker: trips paired across plazas and workers, alerts
+for discrepancies, admitted overloads and a biased scale, and open trips that survive
+a killed worker."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from kafka import KafkaProducer
+
+from detectors.alerts import Alert
+from tests.integration.conftest import (
+    WORKER_PORTS,
+    Stack,
+    WorkerProcess,
+    prometheus_value,
+    read_topic,
+    wait_until,
+)
+from tollmon.events import Event, WeighMeasurement, encode
+from tollmon.network import load_network
+from tollmon.publish import topic_for
+from tollmon.trips import TripProfile, generate_trips
+
+pytestmark = pytest.mark.integration
+
+BIASED_SCALE = "URC-E01-EN-S1"
+
+
+def send(stack: Stack, prefix: str, events: list[Event]) -> None:
+    producer = KafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=20)
+    for event in events:
+        producer.send(topic_for(event, prefix), key=event.plaza_id.encode(), value=encode(event))
+    producer.flush()
+    producer.close()
+
+
+def trips(duration_s: float, profile: TripProfile, seed: int) -> list[Event]:
+    network = load_network("config/network.yaml")
+    start_ms = int(time.time() * 1000) - int(duration_s + 3 * 3600) * 1000
+    return list(generate_trips(network, start_ms, duration_s, profile, seed))
+
+
+def paired(workers: list[WorkerProcess]) -> float:
+    return sum(
+        w.total("tollmon_weight_pairs_total", outcome=outcome)
+        for w in workers
+        for outcome in ("matched", "discrepant")
+    )
+
+
+def alerts(stack: Stack, prefix: str) -> list[Alert]:
+    topic = prefix + "toll.alerts"
+    return [msgspec.json.decode(v, type=Alert) for _, v in read_topic(stack.bootstrap, topic)]
+
+
+def test_two_workers_pair_every_trip_and_raise_the_weighing_alerts(
+    stack: Stack, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    first = start_worker(port=WORKER_PORTS[0])
+    second = start_worker(prefix=first.prefix, port=WORKER_PORTS[1])
+    profile = TripProfile(
+        trips_per_hour=2400,
+        scale_bias={BIASED_SCALE: 0.03},
+        overload_admitted_share=0.01,
+        axle_change_share=0.005,
+    )
+    events = trips(2 * 3600, profile, seed=21)
+    n_trips = len({e.pass_id for e in events if isinstance(e, WeighMeasurement)})
+    send(stack, first.prefix, events)
+
+    wait_until(lambda: paired([first, second]) == n_trips, 180, f"{n_trips} trips paired")
+    # Both workers took part: the trips were spread over their partitions.
+    assert first.total("tollmon_weighings_total") > 0
+    assert second.total("tollmon_weighings_total") > 0
+
+    raised = alerts(stack, first.prefix)
+    kinds = Counter(a.kind for a in raised if a.status == "firing")
+    axle_changes = sum(
+        1
+        for a in raised
+        if a.kind == "WEIGHT_DISCREPANCY" and a.evidence["entry_axles"] != a.evidence["exit_axles"]
+    )
+    assert axle_changes >= 1
+    assert kinds["OVERLOAD_ADMITTED"] >= 1
+    bias = [a for a in raised if a.kind == "SCALE_BIAS" and a.status == "firing"]
+    assert {a.subject for a in bias} == {BIASED_SCALE}
+
+    query = f'max(tollmon_scale_bias_ratio{{scale="{BIASED_SCALE}"}})'
+    wait_until(
+        lambda: (prometheus_value(stack, query) or 0.0) > 0.02,
+        60,
+        "the biased scale's bias in Prometheus",
+    )
+
+
+def test_open_trips_survive_a_killed_worker(
+    stack: Stack, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = start_worker()
+    events = trips(1800, TripProfile(trips_per_hour=1200, travel_min_s=4000), seed=5)
+    entries = [e for e in events if e.ts < events[0].ts + 1800 * 1000 + 60_000]
+    exits = events[len(entries) :]
+    n_trips = len({e.pass_id for e in entries if isinstance(e, WeighMeasurement)})
+    assert all(e.ts > entries[-1].ts for e in exits)
+    send(stack, worker.prefix, entries)
+    wait_until(
+        lambda: worker.total("tollmon_events_total") >= len(entries),
+        90,
+        "all entries consumed",
+    )
+    time.sleep(6)  # let the changelog and the offsets be committed
+    worker.stop(signal.SIGKILL)
+
+    restarted = start_worker(prefix=worker.prefix)
+    send(stack, worker.prefix, exits)
+    wait_until(lambda: paired([restarted]) == n_trips, 120, f"{n_trips} trips paired")
+    unmatched = restarted.total("tollmon_weight_pairs_total", outcome="unmatched")
+    assert unmatched == 0

@@ -1,0 +1,73 @@
+"""Weighing wired for the network: trips, overloads and the scale self-check end to end."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tollmon.events import Event, WeighMeasurement
+from tollmon.network import Network
+from tollmon.pipeline import Pipeline
+from tollmon.trips import TripProfile, generate_trips
+from tollmon.weighing_flow import BIAS_EVERY_MS, ExpiryQueue, InProcessWeighing
+
+T0_MS = 1_764_300_000_000
+
+
+def run(network: Network, events: list[Event]) -> tuple[Counter[str], Counter[str], list[str]]:
+    weighing, pipeline = InProcessWeighing(network), Pipeline(network)
+    alerts: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    biased: list[str] = []
+    for event in events:
+        alerts.update(a.kind for a in pipeline.process(event, event.ts / 1000).alerts)
+        if isinstance(event, WeighMeasurement):
+            out = weighing.on_pairing(weighing.book.add(event))
+            outcomes.update(outcome for _, outcome in out.outcomes)
+            for alert in out.alerts:
+                alerts[alert.kind] += 1
+                if alert.kind == "SCALE_BIAS" and alert.status == "firing":
+                    biased.append(alert.subject)
+                    assert alert.started_at % BIAS_EVERY_MS == 0
+    return alerts, outcomes, biased
+
+
+@pytest.fixture(scope="module")
+def entry_scale(network: Network) -> str:
+    return next(s.scale_id for s in network.scale_sites if s.direction == "entry")
+
+
+def test_every_trip_pairs_and_a_clean_network_raises_no_weighing_alert(network: Network) -> None:
+    events = list(generate_trips(network, T0_MS, 3 * 3600, TripProfile(1200), seed=2))
+    trips = len({e.pass_id for e in events if isinstance(e, WeighMeasurement)})
+    alerts, outcomes, biased = run(network, events)
+    assert outcomes["matched"] + outcomes["discrepant"] == trips
+    assert biased == []
+    assert alerts["OVERLOAD_ADMITTED"] == 0
+
+
+def test_a_biased_entry_scale_is_named_and_discrepancies_follow_it(
+    network: Network, entry_scale: str
+) -> None:
+    profile = TripProfile(3000, scale_bias={entry_scale: 0.05})
+    events = list(generate_trips(network, T0_MS, 4 * 3600, profile, seed=3))
+    _, _, biased = run(network, events)
+    assert biased == [entry_scale]
+
+
+def test_admitted_overloads_raise_an_alert_each(network: Network) -> None:
+    profile = TripProfile(1200, overload_admitted_share=0.05)
+    events = list(generate_trips(network, T0_MS, 3600, profile, seed=4))
+    alerts, _, _ = run(network, events)
+    assert alerts["OVERLOAD_ADMITTED"] >= 20
+
+
+def test_the_expiry_queue_hands_back_old_entries_per_partition() -> None:
+    queue = ExpiryQueue()
+    queue.opened(0, "a", ts=0)
+    queue.opened(1, "b", ts=0)
+    queue.opened(0, "c", ts=5_000)
+    assert queue.due(0, watermark_ts=4_000, horizon_ms=3_000) == [("a", 0)]
+    assert queue.due(0, watermark_ts=4_000, horizon_ms=3_000) == []
+    assert queue.due(1, watermark_ts=10_000, horizon_ms=3_000) == [("b", 0)]
