@@ -11,6 +11,7 @@ memory for backtests and tests.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -57,6 +58,7 @@ class WeighingRecord(msgspec.Struct, frozen=True, kw_only=True):
     axles: int
     ts: int
     quality: WeighQuality = "OK"
+    station: Literal["entry", "exit"] = "entry"
 
     @classmethod
     def of(cls, measurement: WeighMeasurement) -> WeighingRecord:
@@ -68,6 +70,7 @@ class WeighingRecord(msgspec.Struct, frozen=True, kw_only=True):
             axles=measurement.axles,
             ts=measurement.ts,
             quality=measurement.quality,
+            station=measurement.station,
         )
 
 
@@ -120,28 +123,37 @@ def pair_weighing(
 ) -> tuple[WeighingRecord | None, PairingOutput]:
     """Advance one trip's pairing state by one weighing of that trip.
 
-    An entry weighing opens (or, when re-weighed at entry, replaces) the open entry. An exit
-    weighing closes it into a pair, unless the entry is older than the horizon: then both are
-    unmatched, so the outcome does not depend on when the caller last swept expired entries.
-    An exit with no open entry is unmatched at once (many entry plazas have no scale, so
-    holding exits would only fill the table).
+    Either end may arrive first: trips are re-keyed from many plaza partitions, and in a
+    fast replay one partition can run hours of event time ahead of another. The first
+    weighing waits as the open record; the other end closes it into a pair, unless the
+    two are more than the horizon apart (then both are unmatched). A second weighing at
+    the same end replaces the first (a re-weigh).
     """
     record = WeighingRecord.of(measurement)
-    if measurement.station == "entry":
-        return record, PairingOutput()
     pass_id = measurement.pass_id
-    exit_alone = UnmatchedWeighing(pass_id=pass_id, record=record, reason="no_entry")
-    if open_entry is None:
-        return None, PairingOutput(unmatched=(exit_alone,))
-    if record.ts - open_entry.ts > horizon_ms:
-        stale = UnmatchedWeighing(pass_id=pass_id, record=open_entry, reason="entry_too_old")
+    if open_entry is None or open_entry.station == record.station:
+        return record, PairingOutput()
+    entry, exit_ = (open_entry, record) if record.station == "exit" else (record, open_entry)
+    if exit_.ts - entry.ts > horizon_ms:
+        stale = UnmatchedWeighing(pass_id=pass_id, record=entry, reason="entry_too_old")
+        exit_alone = UnmatchedWeighing(pass_id=pass_id, record=exit_, reason="no_entry")
         return None, PairingOutput(unmatched=(stale, exit_alone))
-    return None, PairingOutput(pair=WeighPair(pass_id=pass_id, entry=open_entry, exit=record))
+    return None, PairingOutput(pair=WeighPair(pass_id=pass_id, entry=entry, exit=exit_))
+
+
+# An exit whose entry plaza has no scale never pairs; it waits only this long for an
+# entry that is merely late (partitions drifting apart), not the whole trip horizon.
+ORPHAN_EXIT_WAIT_MS = 2 * HOUR_MS
+
+
+def wait_limit_ms(station: str, horizon_ms: int) -> int:
+    """How long an open record of this station waits for the other end of its trip."""
+    return min(horizon_ms, ORPHAN_EXIT_WAIT_MS) if station == "exit" else horizon_ms
 
 
 def is_expired(open_entry: WeighingRecord, watermark_ts: int, horizon_ms: int) -> bool:
-    """Whether an open entry has waited longer than the horizon at this event-time watermark."""
-    return watermark_ts - open_entry.ts > horizon_ms
+    """Whether an open record has waited too long at this event-time watermark."""
+    return watermark_ts - open_entry.ts > wait_limit_ms(open_entry.station, horizon_ms)
 
 
 def expired_entries(
@@ -150,25 +162,36 @@ def expired_entries(
     """The open entries (pass_id, record) that expire at this watermark; the caller drops them."""
     for pass_id, record in open_entries:
         if is_expired(record, watermark_ts, horizon_ms):
-            yield UnmatchedWeighing(pass_id=pass_id, record=record, reason="expired")
+            yield expired_record(pass_id, record)
+
+
+def expired_record(pass_id: str, record: WeighingRecord) -> UnmatchedWeighing:
+    """The unmatched outcome of an open record dropped for waiting too long."""
+    reason: UnmatchedReason = "no_entry" if record.station == "exit" else "expired"
+    return UnmatchedWeighing(pass_id=pass_id, record=record, reason=reason)
 
 
 @dataclass
 class TripBook:
-    """Open entry weighings keyed by pass_id, in memory (the backtest's stand-in for a table)."""
+    """Open weighings keyed by pass_id, in memory (the backtest's stand-in for a table)."""
 
     horizon_ms: int = 72 * HOUR_MS
     open_entries: dict[str, WeighingRecord] = field(default_factory=dict)
     watermark_ts: int = 0
+    # (ts, pass_id) per station in arrival order, so expiry never scans the whole book.
+    _queues: dict[str, deque[tuple[int, str]]] = field(
+        default_factory=lambda: {"entry": deque(), "exit": deque()}
+    )
 
     def add(self, measurement: WeighMeasurement) -> PairingOutput:
-        """Pair one weighing, then expire entries older than the horizon at the new watermark."""
+        """Pair one weighing, then expire records too old at the new watermark."""
         pass_id = measurement.pass_id
         new_open, output = pair_weighing(
             self.open_entries.pop(pass_id, None), measurement, self.horizon_ms
         )
         if new_open is not None:
             self.open_entries[pass_id] = new_open
+            self._queues[new_open.station].append((new_open.ts, pass_id))
         self.watermark_ts = max(self.watermark_ts, measurement.ts)
         expired = self.expire(self.watermark_ts)
         if not expired:
@@ -176,17 +199,20 @@ class TripBook:
         return PairingOutput(pair=output.pair, unmatched=output.unmatched + tuple(expired))
 
     def expire(self, watermark_ts: int) -> list[UnmatchedWeighing]:
-        """Drop and return the entries older than the horizon at `watermark_ts`."""
-        # Dicts keep insertion order, which is event-time order up to the input's disorder, so
-        # the scan stops at the first young entry: a late-inserted old entry then expires a
-        # little late, which `pair_weighing`'s own horizon check makes harmless.
+        """Drop and return the open records too old at `watermark_ts`."""
+        # Arrival order is event-time order up to the input's disorder: a late-queued old
+        # record expires a little late, which `pair_weighing`'s horizon check makes harmless.
         expired: list[UnmatchedWeighing] = []
-        for pass_id, record in self.open_entries.items():
-            if not is_expired(record, watermark_ts, self.horizon_ms):
-                break
-            expired.append(UnmatchedWeighing(pass_id=pass_id, record=record, reason="expired"))
-        for gone in expired:
-            del self.open_entries[gone.pass_id]
+        for queue in self._queues.values():
+            while queue:
+                ts, pass_id = queue[0]
+                record = self.open_entries.get(pass_id)
+                if record is not None and record.ts == ts:
+                    if not is_expired(record, watermark_ts, self.horizon_ms):
+                        break
+                    del self.open_entries[pass_id]
+                    expired.append(expired_record(pass_id, record))
+                queue.popleft()  # expired, or stale (paired or re-weighed since)
         return expired
 
 

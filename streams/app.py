@@ -48,6 +48,10 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        # Every topic and changelog carries our own msgspec JSON: Faust must not decode it
+        # (table recovery reads changelogs with the app's default serializers).
+        key_serializer="raw",
+        value_serializer="raw",
     )
     topics = Topics.declare(app, settings)
     recorder = MetricsRecorder(metrics)

@@ -7,7 +7,7 @@ from typing import Any
 import faust
 import msgspec
 
-from detectors.weighing import WeighingRecord, WeighPair, pair_weighing
+from detectors.weighing import WeighingRecord, WeighPair, expired_record, pair_weighing
 from streams.emitter import Emitter
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
@@ -36,8 +36,6 @@ def register_weighing_agents(
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
     )
     expiry = ExpiryQueue()
     watermark = {"ts": 0}
@@ -51,7 +49,7 @@ def register_weighing_agents(
             new_entry, output = pair_weighing(entry, measurement, horizon_ms)
             if new_entry is not None:
                 open_trips[key] = _encode(new_entry)
-                expiry.opened(partition, measurement.pass_id, new_entry.ts)
+                expiry.opened(partition, measurement.pass_id, new_entry)
             elif stored is not None:
                 del open_trips[key]
             watermark["ts"] = max(watermark["ts"], measurement.ts)
@@ -64,10 +62,14 @@ def register_weighing_agents(
 
     def expire(key: bytes, opened_ts: int) -> None:
         stored = open_trips.get(key)
-        # The entry may have paired or been re-weighed since it was queued.
-        if stored is not None and _record.decode(stored).ts == opened_ts:
+        if stored is None:
+            return
+        record = _record.decode(stored)
+        # The record may have paired or been re-weighed since it was queued.
+        if record.ts == opened_ts:
             del open_trips[key]
-            recorder.weight_pair("none", "unmatched")
+            for exit_plaza, outcome in unmatched_outcomes((expired_record(key.decode(), record),)):
+                recorder.weight_pair(exit_plaza, outcome)
 
     async def assess_pairs(stream: Any) -> None:
         async for value in stream:

@@ -18,9 +18,11 @@ from detectors.weighing import (
     PairingOutput,
     TripBook,
     UnmatchedWeighing,
+    WeighingRecord,
     WeighingThresholds,
     WeighPair,
     assess_pair,
+    wait_limit_ms,
 )
 from tollmon.network import Network
 from tollmon.thresholds import Thresholds
@@ -130,23 +132,26 @@ class InProcessWeighing:
 
 
 class ExpiryQueue:
-    """Open entries by partition, oldest first, so expiry never scans the trip table.
+    """Open records by partition and station, oldest first, so expiry never scans the table.
 
-    Entries are expired from the partition of the event being processed, so that the
+    Records are expired from the partition of the event being processed, so that the
     table's changelog records each delete in the key's own partition.
     """
 
     def __init__(self) -> None:
-        self._queues: dict[int, deque[tuple[int, str]]] = {}
+        self._queues: dict[tuple[int, str], deque[tuple[int, str]]] = {}
 
-    def opened(self, partition: int, pass_id: str, ts: int) -> None:
-        self._queues.setdefault(partition, deque()).append((ts, pass_id))
+    def opened(self, partition: int, pass_id: str, record: WeighingRecord) -> None:
+        key = (partition, record.station)
+        self._queues.setdefault(key, deque()).append((record.ts, pass_id))
 
     def due(self, partition: int, watermark_ts: int, horizon_ms: int) -> list[tuple[str, int]]:
-        """(pass_id, ts) of the entries in `partition` older than the horizon."""
-        queue = self._queues.get(partition)
+        """(pass_id, ts) of the records in `partition` that waited too long."""
         out: list[tuple[str, int]] = []
-        while queue and watermark_ts - queue[0][0] > horizon_ms:
-            ts, pass_id = queue.popleft()
-            out.append((pass_id, ts))
+        for station in ("entry", "exit"):
+            queue = self._queues.get((partition, station))
+            limit_ms = wait_limit_ms(station, horizon_ms)
+            while queue and watermark_ts - queue[0][0] > limit_ms:
+                ts, pass_id = queue.popleft()
+                out.append((pass_id, ts))
         return out

@@ -15,6 +15,7 @@ from detectors.scales import ScaleBiasEstimate, ScaleInfo
 from detectors.weighing import (
     HOUR_MS,
     NO_EXIT_PLAZA,
+    PairingOutput,
     TripBook,
     WeighingRecord,
     WeighingThresholds,
@@ -118,9 +119,21 @@ def test_an_exit_after_the_horizon_is_unmatched_even_before_a_sweep() -> None:
     assert [u.reason for u in out.unmatched] == ["entry_too_old", "no_entry"]
 
 
-def test_an_exit_without_an_entry_is_unmatched_at_its_exit_plaza() -> None:
-    new_open, out = pair_weighing(None, weighing("exit"), 72 * HOUR_MS)
-    assert new_open is None
+def test_an_exit_arriving_before_its_entry_waits_and_still_pairs() -> None:
+    # Re-keyed from other partitions, the entry can arrive after the exit in a replay.
+    waiting, out = pair_weighing(None, weighing("exit", ts=3_600_000), 72 * HOUR_MS)
+    assert waiting is not None
+    assert out == PairingOutput()
+    closed, out = pair_weighing(waiting, weighing("entry", ts=0), 72 * HOUR_MS)
+    assert closed is None
+    assert out.pair is not None
+    assert (out.pair.entry.station, out.pair.exit.station) == ("entry", "exit")
+
+
+def test_an_exit_whose_entry_never_comes_is_unmatched_at_its_exit_plaza() -> None:
+    book = TripBook(horizon_ms=72 * HOUR_MS)
+    assert book.add(weighing("exit", ts=0)) == PairingOutput()
+    out = book.add(weighing("entry", ts=3 * HOUR_MS, pass_id="other-trip"))
     assert [(u.reason, u.exit_plaza) for u in out.unmatched] == [("no_entry", "PLAZA-B")]
 
 
