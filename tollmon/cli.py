@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +13,8 @@ import typer
 from rich.console import Console
 
 from tollmon.errors import TollmonError
+from tollmon.eventfiles import InputFormat, RawLine
+from tollmon.network import Network
 from tollmon.simulate import Surge
 
 app = typer.Typer(
@@ -79,6 +83,96 @@ def simulate(
     else:
         count = publish_events(events, bootstrap, topic_prefix, speed)
         err.print(f"[green]{count} events[/green] sent to {bootstrap}")
+
+
+@app.command()
+def backtest(
+    files: Annotated[list[Path], typer.Argument(help="Event files: JSONL[.gz], CSV, Parquet.")],
+    network_file: Annotated[Path, typer.Option("--network")] = Path("config/network.yaml"),
+    out: Annotated[Path, typer.Option(help="Directory for the outputs and report.html.")] = Path(
+        "backtest"
+    ),
+    input_format: Annotated[
+        str, typer.Option("--format", help="events, or lane-records (national export).")
+    ] = "events",
+) -> None:
+    """Run the detectors in-process over event files; write outputs and an HTML report."""
+    from tollmon.backtest import run_backtest, write_outputs
+    from tollmon.network import load_network
+    from tollmon.report import render_report
+    from tollmon.weighing_flow import network_thresholds
+
+    network = load_network(network_file)
+    lines = _read_input(files, _input_format(input_format), network)
+    result = run_backtest(network, lines)
+    write_outputs(result, out)
+    tolerance = network_thresholds(network).scale_drift_tolerance_ratio
+    title = f"tollmon backtest: {', '.join(f.name for f in files)}"
+    report = render_report(result, title, tolerance)
+    (out / "report.html").write_text(report, encoding="utf-8")
+    err.print(
+        f"[green]{sum(result.events_by_type.values())} events[/green], "
+        f"{len(result.invalid)} invalid, {len(result.estimates)} estimates, "
+        f"{len(result.alerts)} alert updates -> {out}/"
+    )
+
+
+@app.command()
+def record(
+    topics: Annotated[list[str], typer.Option("--topics", help="Topics to dump (repeatable).")],
+    start: Annotated[str, typer.Option("--from", help="ISO time or epoch ms.")],
+    end: Annotated[str, typer.Option("--to", help="ISO time or epoch ms.")],
+    out: Annotated[Path, typer.Option(help="FILE.jsonl, FILE.jsonl.gz or FILE.parquet.")],
+    bootstrap: Annotated[str, typer.Option(envvar="TOLLMON_KAFKA_BOOTSTRAP")] = "localhost:9092",
+) -> None:
+    """Dump the messages of topics written in a time range to a file."""
+    from tollmon.record import parse_time, record_topics
+
+    count = record_topics(bootstrap, topics, parse_time(start), parse_time(end), out)
+    err.print(f"[green]{count} messages[/green] written to {out}")
+
+
+@app.command()
+def replay(
+    files: Annotated[list[Path], typer.Argument(help="Recorded event files.")],
+    prefix: Annotated[str, typer.Option(help="Topic prefix, e.g. replay1.")] = "",
+    speed: Annotated[float, typer.Option(help="Event time x N.")] = 1.0,
+    fast: Annotated[bool, typer.Option("--fast", help="As fast as possible.")] = False,
+    network_file: Annotated[Path, typer.Option("--network")] = Path("config/network.yaml"),
+    input_format: Annotated[
+        str, typer.Option("--format", help="events, or lane-records (national export).")
+    ] = "events",
+    bootstrap: Annotated[str, typer.Option(envvar="TOLLMON_KAFKA_BOOTSTRAP")] = "localhost:9092",
+) -> None:
+    """Produce recorded events into a topic prefix, keyed by plaza, original event times."""
+    from tollmon.network import load_network
+    from tollmon.replay import load_messages, replay_messages
+
+    fmt = _input_format(input_format)
+    network = load_network(network_file) if fmt == "lane-records" else None
+    messages = load_messages(_read_input(files, fmt, network))
+    stats = replay_messages(messages, bootstrap, prefix, None if fast else speed, progress=True)
+    err.print(
+        f"[green]{stats.sent} events[/green] sent in {stats.seconds:.1f} s "
+        f"({stats.rate:,.0f}/s); {stats.skipped} lines without a known type skipped"
+    )
+
+
+def _read_input(files: list[Path], fmt: InputFormat, network: Network | None) -> Iterator[RawLine]:
+    from tollmon.lanerecords import plate_hasher_from_env
+    from tollmon.replay import read_input
+
+    # The plate key is read here, at the entry point, and only when plates are present.
+    hasher = plate_hasher_from_env(os.environ) if fmt == "lane-records" else None
+    return read_input(files, fmt, network, hasher)
+
+
+def _input_format(text: str) -> InputFormat:
+    if text == "events":
+        return "events"
+    if text == "lane-records":
+        return "lane-records"
+    raise typer.BadParameter(f"--format must be events or lane-records, got {text!r}")
 
 
 def _parse_surge(text: str) -> Surge:
