@@ -95,7 +95,9 @@ def worst_approaches(result: BacktestResult) -> list[tuple[Approach, dict[str, f
     return rows
 
 
-def approach_figure(series: Sequence[QueueEstimate], alerts: Sequence[Alert]) -> Figure:
+def approach_figure(
+    series: Sequence[QueueEstimate], alerts: Sequence[Alert], title: str = ""
+) -> Figure:
     """Queue, wait and level of one approach over time, alerts shaded or marked."""
     times = [_time(e.ts) for e in series]
     fig, (ax_q, ax_w, ax_l) = plt.subplots(
@@ -152,6 +154,8 @@ def approach_figure(series: Sequence[QueueEstimate], alerts: Sequence[Alert]) ->
         ax.grid(alpha=0.3)
     ax_l.xaxis.set_major_formatter(_hhmm())
     ax_l.set_xlabel("time (UTC+8)")
+    if title:
+        fig.suptitle(title)
     return fig
 
 
@@ -270,6 +274,7 @@ def render_report(result: BacktestResult, title: str, tolerance_ratio: float) ->
             fig = approach_figure(
                 series[(plaza_id, direction)],
                 approach_alerts(result.alerts, plaza_id, direction),
+                f"{plaza_id} {direction}: queue, wait and congestion level",
             )
             parts.append(f"<h3>{html.escape(plaza_id)} {direction}</h3>")
             parts.append(f"<img src='{png_data_uri(fig)}'>")
