@@ -39,6 +39,7 @@ class Metrics:
     events_invalid: Counter
     events_late: Counter
     event_lag_seconds: Histogram
+    consumer_lag_messages: Gauge
     plaza_info: Gauge
 
     @classmethod
@@ -110,6 +111,11 @@ class Metrics:
                 "Processing time minus event time",
                 buckets=_LAG_BUCKETS,
                 registry=reg,
+            ),
+            consumer_lag_messages=gauge(
+                "tollmon_consumer_lag_messages",
+                "Messages between the partition end and the worker's committed position",
+                ("topic", "partition"),
             ),
             plaza_info=gauge(
                 "tollmon_plaza_info",
