@@ -98,7 +98,13 @@ def create_topics(bootstrap: str, names: list[str], partitions: int = 4) -> None
         admin.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Poll `condition` until true; on time-out, fail saying what and (`state`) where it was."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -107,7 +113,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         except (httpx.HTTPError, OSError):
             pass
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    seen = f"; last state: {state()!r}" if state is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{seen}")
 
 
 def launch_worker(
@@ -187,6 +194,26 @@ def read_topic(bootstrap: str, topic: str, idle_ms: int = 1500) -> list[tuple[by
         return [(m.key, m.value) for m in consumer]
     finally:
         consumer.close()
+
+
+def wait_for_stable_group(stack: Stack, prefix: str, members: int, timeout: float = 90) -> None:
+    """Wait until the workers of `prefix` form one stable consumer group.
+
+    Faust can skip events fetched while a rebalance is under way (see the operations
+    notes), so tests that start several workers produce only once the group is stable.
+    """
+    group = f"{prefix}tollmon".replace(".", "-")
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+
+    def stable() -> bool:
+        info = admin.describe_groups([group])[group]
+        return info["group_state"] == "Stable" and len(info["members"]) == members
+
+    try:
+        wait_until(stable, timeout, f"consumer group {group} stable with {members} members")
+    finally:
+        admin.close()
+    time.sleep(3)  # table recovery after the assignment
 
 
 def prometheus_value(stack: Stack, query: str) -> float | None:

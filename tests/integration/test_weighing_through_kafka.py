@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     WorkerProcess,
     prometheus_value,
     read_topic,
+    wait_for_stable_group,
     wait_until,
 )
 from tollmon.events import Event, WeighMeasurement, encode
@@ -64,6 +65,7 @@ def test_two_workers_pair_every_trip_and_raise_the_weighing_alerts(
 ) -> None:
     first = start_worker(port=WORKER_PORTS[0])
     second = start_worker(prefix=first.prefix, port=WORKER_PORTS[1])
+    wait_for_stable_group(stack, first.prefix, members=2)
     profile = TripProfile(
         trips_per_hour=2400,
         scale_bias={BIASED_SCALE: 0.03},
@@ -74,7 +76,18 @@ def test_two_workers_pair_every_trip_and_raise_the_weighing_alerts(
     n_trips = len({e.pass_id for e in events if isinstance(e, WeighMeasurement)})
     send(stack, first.prefix, events)
 
-    wait_until(lambda: paired([first, second]) == n_trips, 180, f"{n_trips} trips paired")
+    def progress() -> dict[str, float]:
+        workers = (first, second)
+        return {
+            "events": sum(w.total("tollmon_events_total") for w in workers),
+            "paired": paired([first, second]),
+            "unmatched": sum(
+                w.total("tollmon_weight_pairs_total", outcome="unmatched") for w in workers
+            ),
+            "sent": len(events),
+        }
+
+    wait_until(lambda: paired([first, second]) == n_trips, 180, f"{n_trips} trips paired", progress)
     # Both workers took part: the trips were spread over their partitions.
     assert first.total("tollmon_weighings_total") > 0
     assert second.total("tollmon_weighings_total") > 0
