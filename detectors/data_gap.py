@@ -78,6 +78,11 @@ class DataGapMonitor:
         self._live[plaza_id] = feed
         return alerts
 
+    def forget(self, plaza_id: str) -> None:
+        """Stop watching a plaza whose feed now goes to another worker (a rebalance)."""
+        self._live.pop(plaza_id, None)
+        self._silent.pop(plaza_id, None)
+
     def check(self, now_s: float) -> list[Alert]:
         """Raise DATA_GAP for each watched plaza silent `silence_s` at processing time `now_s`."""
         alerts: list[Alert] = []

@@ -36,6 +36,9 @@ class Worker:
 def register_agents(app: faust.App, worker: Worker) -> None:
     """Consume the input topics; run the periodic processing-time work."""
 
+    # Input topics are keyed by plaza and co-partitioned: a plaza has one partition number.
+    plaza_partition: dict[str, int] = {}
+
     async def ingest_events(stream: Any) -> None:
         async for record in stream.events():
             message = record.message
@@ -46,12 +49,26 @@ def register_agents(app: faust.App, worker: Worker) -> None:
                     key=outcome.key, value=outcome.value, headers=list(outcome.headers)
                 )
                 continue
+            plaza_partition[outcome.plaza_id] = message.partition
             worker.recorder.event(outcome)
             await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
             if isinstance(outcome, WeighMeasurement):
                 await worker.topics.by_pass.send(key=outcome.pass_id.encode(), value=message.value)
 
     app.agent(worker.topics.inputs, name="ingest")(ingest_events)
+
+    inputs = set(worker.topics.inputs.topics)
+
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
+        gone = {tp.partition for tp in revoked if tp.topic in inputs}
+        moved = [plaza for plaza, partition in plaza_partition.items() if partition in gone]
+        worker.pipeline.forget_feeds(moved)
+        for plaza in moved:
+            del plaza_partition[plaza]
+
+    # mode's signal stubs require a keyword-only `signal` parameter this handler never uses.
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
 
     async def tick() -> None:
         await worker.emitter.emit(worker.pipeline.tick(worker.clock()))

@@ -136,6 +136,11 @@ class Pipeline:
             self._detect(plaza_id, plaza, plaza.merger.flush(), out)
         return out
 
+    def forget_feeds(self, plaza_ids: Iterable[str]) -> None:
+        """These plazas' partitions moved to another worker: their silence here is no gap."""
+        for plaza_id in plaza_ids:
+            self._gaps.forget(plaza_id)
+
     def late_events(self) -> int:
         """Events that arrived after their time had been released (fed late)."""
         return sum(plaza.merger.late_events for plaza in self._plazas.values())
