@@ -14,6 +14,7 @@ from rich.console import Console
 
 from tollmon.errors import TollmonError
 from tollmon.eventfiles import InputFormat, RawLine
+from tollmon.grafana import dashboards_app
 from tollmon.network import Network
 from tollmon.simulate import Surge
 
@@ -23,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(dashboards_app, name="dashboards")
 err = Console(stderr=True)
 
 
