@@ -16,8 +16,8 @@ layer's reorder buffer does that); a late event is counted at the next boundary.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from statistics import median
 from typing import Literal, NamedTuple
 
 import msgspec
@@ -68,10 +68,11 @@ CURVE_HORIZON_S = 3_600.0
 PLATE_HORIZON_MS = 1_800_000
 MAX_LANES = 64
 MAX_CLASSES = 32
-# Offset samples from plate matches are noisy by the lanes' reordering; a median of this many
-# is steady yet follows a drifting detector within a minute or two of traffic.
-OFFSET_SAMPLES = 9
-MIN_OFFSET_SAMPLES = 5
+# An unmatched detection counts as a ghost (phantom count or misread plate) once it is older
+# than this multiple of the longest plate-matched delay of the last few minutes, or this floor.
+GHOST_WINDOW_MS = 300_000
+GHOST_AGE_FACTOR = 3
+GHOST_MIN_AGE_MS = 60_000
 TAU_SAMPLES = 31
 MIN_TAU_SAMPLES = 5
 # Queue below which a plate-matched travel time counts as free flow for learning τ.
@@ -82,6 +83,9 @@ SPILLBACK_CLEAR_RATIO = 0.9
 DEAD_DETECTOR_MS = 300_000
 DEAD_DETECTOR_MIN_DEPARTURES = 10
 LENGTH_EWMA_ALPHA = 0.05
+# A lane silent for this many of its mean service times, while vehicles outnumber the open lanes,
+# is idle: the waiting vehicles cannot use it (ETC lanes idle beside a manual queue).
+IDLE_SERVICE_FACTOR = 2.0
 HEADWAY_MIN_SPAN_S = 60.0
 
 
@@ -137,10 +141,17 @@ class ApproachEstimator:
         self._departures = CumulativeCurve(CURVE_HORIZON_S)
         # Raw detections minus the vehicles they really stand for (miscounts, re-anchors).
         self._offset = 0.0
-        self._offset_samples: deque[int] = deque(maxlen=OFFSET_SAMPLES)
-        self._new_offset_sample = False
-        self._plates: dict[str, tuple[int, int]] = {}
+        # Detections with a plate read, and how many of them have left (or been given up on):
+        # the plated vehicles still due at the barriers are an exact floor for the count.
+        self._plated = CumulativeCurve(CURVE_HORIZON_S)
+        self._plates_closed = 0
+        self._unplated = CumulativeCurve(CURVE_HORIZON_S)
+        # The next unplated detection a departure without a plate match is paired with.
+        self._unplated_next = 1
+        self._plates: dict[str, int] = {}
         self._plate_order: deque[tuple[int, str]] = deque()
+        # Plate-matched delays of the last few minutes, as a sliding maximum (monotone deque).
+        self._matched_max: deque[tuple[int, int]] = deque()
         if config.free_flow_s is not None:
             self._tau_ms = round(config.free_flow_s * 1000)
         elif config.distance_m is not None:
@@ -156,6 +167,7 @@ class ApproachEstimator:
         self._mean_length_m = config.vehicle_lengths.passenger_m
         self._class_length: dict[str, float] = {}
         self._spillback = False
+        self._saturated_since: int | None = None
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
         self._boundary: int | None = None
@@ -190,10 +202,18 @@ class ApproachEstimator:
     def on_arrival(self, ts_ms: int, count: int = 1, plate_hash: str | None = None) -> None:
         """Vehicles crossing the approach detector."""
         self._close_before(ts_ms)
-        raw_index = self._arrivals.add(ts_ms, count)
-        if plate_hash is not None:
-            self._plates[plate_hash] = (ts_ms, raw_index)
-            self._plate_order.append((ts_ms, plate_hash))
+        self._arrivals.add(ts_ms, count)
+        if plate_hash is None:
+            self._unplated.add(ts_ms, count)
+            return
+        if count > 1:
+            self._unplated.add(ts_ms, count - 1)
+        if plate_hash in self._plates:
+            # The same plate twice: the earlier read was someone else's (a misread).
+            self._plates_closed += 1
+        self._plated.add(ts_ms)
+        self._plates[plate_hash] = ts_ms
+        self._plate_order.append((ts_ms, plate_hash))
 
     def on_departure(
         self,
@@ -294,12 +314,20 @@ class ApproachEstimator:
             self._service_sum_s -= self._services.popleft()[1]
         if not self._services:
             self._service_sum_s = 0.0
+        self._plated.prune(b)
+        self._unplated.prune(b)
         horizon = b - PLATE_HORIZON_MS
+        while self._matched_max and self._matched_max[0][0] <= b - GHOST_WINDOW_MS:
+            self._matched_max.popleft()
+        if self._matched_max:
+            # A plated vehicle waiting far longer than any matched one lately never comes:
+            # its plate was misread at the barrier, and its departure counted as unmatched.
+            horizon = max(horizon, b - self._tau_ms - self._ghost_age_ms())
         while self._plate_order and self._plate_order[0][0] <= horizon:
             ts_ms, plate = self._plate_order.popleft()
-            seen = self._plates.get(plate)
-            if seen is not None and seen[0] == ts_ms:
+            if self._plates.get(plate) == ts_ms:
                 del self._plates[plate]
+                self._plates_closed += 1
 
     def _method(self, b: int) -> Method:
         if not self.config.has_detector:
@@ -346,9 +374,9 @@ class ApproachEstimator:
             service_s = typical_s if window is None else window.service_estimate_s(ts_ms, typical_s)
         if window is not None:
             window.add(ts_ms, service_s)
-        rank = self._departures.add(ts_ms)
+        self._departures.add(ts_ms)
         start_ms = ts_ms - round(service_s * 1000)
-        delay_s = self._vehicle_delay_ms(rank, start_ms, plate_hash) / 1000.0
+        delay_s = self._vehicle_delay_ms(start_ms, plate_hash) / 1000.0
         self._delays.append((ts_ms, delay_s))
         self._delay_sum_s += delay_s
         self._services.append((ts_ms, service_s))
@@ -362,28 +390,36 @@ class ApproachEstimator:
         self.departures_total += 1
         self.delay_total_s += delay_s
 
-    def _vehicle_delay_ms(self, rank: int, start_ms: int, plate_hash: str | None) -> int:
+    def _vehicle_delay_ms(self, start_ms: int, plate_hash: str | None) -> int:
         if not self.config.has_detector:
             return 0
         if plate_hash is not None:
-            seen = self._plates.pop(plate_hash, None)
-            if seen is not None and seen[0] < start_ms:
-                detected_ms, raw_index = seen
+            detected_ms = self._plates.get(plate_hash)
+            if detected_ms is not None and detected_ms < start_ms:
+                del self._plates[plate_hash]
+                self._plates_closed += 1
                 travel_ms = start_ms - detected_ms
-                # FIFO: the vehicle detected as raw arrival j is the j − offset-th to start.
-                self._offset_samples.append(raw_index - rank)
-                self._new_offset_sample = True
                 self._learn_tau(travel_ms)
                 self.plate_matches_total += 1
-                return max(travel_ms - self._tau_ms, 0)
-            if seen is not None:
-                self._plates[plate_hash] = seen
-        arrived_ms = self._arrivals.time_of(max(round(rank + self._offset), 1))
+                delay_ms = max(travel_ms - self._tau_ms, 0)
+                while self._matched_max and self._matched_max[-1][1] <= delay_ms:
+                    self._matched_max.pop()
+                self._matched_max.append((start_ms, delay_ms))
+                return delay_ms
+        # Without a match the vehicle is paired with the oldest unplated detection still
+        # waiting: first come, first served among the vehicles whose plates were not read.
+        arrived_ms = self._unplated.time_of(self._unplated_next)
+        self._unplated_next += 1
         if arrived_ms is None:
             return 0
         if self.config.free_flow_s is None:
             self._learn_tau_from_isolated_pair(start_ms)
         return max(start_ms - arrived_ms - self._tau_ms, 0)
+
+    def _ghost_age_ms(self) -> int:
+        # Generous: waits grow during a surge, and manual lanes keep some far longer.
+        longest = self._matched_max[0][1] if self._matched_max else 0
+        return max(GHOST_MIN_AGE_MS, GHOST_AGE_FACTOR * longest)
 
     def _learn_tau(self, travel_ms: int) -> None:
         # Only free-flow trips measure τ; a queued vehicle's travel time includes its wait.
@@ -414,26 +450,77 @@ class ApproachEstimator:
     # ---- the queue ------------------------------------------------------------------------
 
     def _io_queue(self, b: int) -> float:
-        if self._new_offset_sample and len(self._offset_samples) >= MIN_OFFSET_SAMPLES:
-            self._offset = float(median(self._offset_samples))
-        self._new_offset_sample = False
-        due = self._arrivals.count_at(b - self._tau_ms) - self._offset
-        in_system = due - self._departures.total
-        if in_system < 0:
-            # A vehicle cannot leave before it arrives: the detector missed some. Re-anchor.
-            self._offset += in_system
+        due_at = b - self._tau_ms
+        in_system = self._arrivals.count_at(due_at) - self._offset - self._departures.total
+        plated_waiting = max(self._plated.count_at(due_at) - self._plates_closed, 0)
+        if in_system < plated_waiting:
+            # Vehicles known by plate to be due and not yet served are there whatever the
+            # detector counted: it missed some. Re-anchor (plates or not, never below 0).
+            missed = plated_waiting - in_system
+            self._offset -= missed
+            self._unplated_next = max(self._unplated_next - math.ceil(missed), 1)
+            in_system = float(plated_waiting)
+        if in_system > 0 and plated_waiting == 0 and self._observed_empty(b, in_system):
+            self._drop_unplated(in_system)
             in_system = 0.0
-        elif in_system > 0 and self._observed_empty(b):
-            self._offset += in_system
-            in_system = 0.0
-            # Plate samples from before an exact re-anchor would pull the count back.
-            self._offset_samples.clear()
-        return max(in_system - self._open_lanes, 0.0)
+        else:
+            in_system -= self._drop_unplated_ghosts(due_at, in_system - plated_waiting)
+        return max(in_system - self._in_service(b, in_system), 0.0)
 
-    def _observed_empty(self, b: int) -> bool:
+    def _drop_unplated(self, vehicles: float) -> None:
+        self._offset += vehicles
+        self._unplated_next += round(vehicles)
+
+    def _drop_unplated_ghosts(self, due_at: int, unplated_waiting: float) -> float:
+        # Only plate matches say how long vehicles wait here; without them nobody is a ghost.
+        if not self._matched_max or unplated_waiting < 1:
+            return 0.0
+        # The unplated vehicles still waiting are taken to be the latest detected ones.
+        due = self._unplated.count_at(due_at)
+        oldest_ms = self._unplated.time_of(max(due - math.floor(unplated_waiting) + 1, 1))
+        if oldest_ms is None or due_at - oldest_ms <= self._ghost_age_ms():
+            return 0.0
+        # A detection older than any plausible wait is a phantom (a double count): forget one
+        # per boundary, so that a real but unusually long wait costs little.
+        self._drop_unplated(1.0)
+        return 1.0
+
+    def _in_service(self, b: int, in_system: float) -> float:
+        open_lanes = self._open_lanes
+        if in_system < open_lanes:
+            self._saturated_since = None
+            return in_system
+        if self._saturated_since is None:
+            self._saturated_since = b
+        # Lanes of one approach are a pool only for the vehicles that may use them: manual
+        # lanes can queue while ETC lanes idle. A lane that has served nobody for a couple of
+        # its service times since the vehicles outnumbered the lanes is idle, not serving.
+        idle = 0
+        for lane, is_open in self._lane_open.items():
+            if not is_open:
+                continue
+            window = self._lane_windows[lane]
+            last = window.last_departure_ms
+            since = self._saturated_since if last is None else max(last, self._saturated_since)
+            if b - since > self._idle_limit_ms(lane, window):
+                idle += 1
+        return min(in_system, float(max(open_lanes - idle, 1)))
+
+    def _idle_limit_ms(self, lane: str, window: LaneServiceWindow) -> float:
+        if window.departures:
+            service_s = window.busy_s / window.departures
+        else:
+            service_s = self.config.service.of_lane(self._lane_type[lane])
+        # Outputs come every 5 s, so a lane's last departure is up to one period old when read.
+        return IDLE_SERVICE_FACTOR * service_s * 1000 + BOUNDARY_MS
+
+    def _observed_empty(self, b: int, in_system: float) -> bool:
         if self._open_lanes == 0:
             return False
-        quiet_ms = round(self.config.empty_after_s * 1000)
+        # The lanes would have served a queue of this size by now: a silence shorter than
+        # that is a stall (or a spilled-back detector), not an empty approach.
+        backlog_s = in_system / self._open_lanes * self._mean_service_s()
+        quiet_ms = round((self.config.empty_after_s + backlog_s) * 1000)
         last_departure = self._departures.last_time()
         if last_departure is not None and last_departure > b - quiet_ms:
             return False
