@@ -78,7 +78,12 @@ MIN_TAU_SAMPLES = 5
 # Queue below which a plate-matched travel time counts as free flow for learning τ.
 FREE_FLOW_QUEUE_VEH = 0.5
 # Spillback clears only when the queue is clearly back inside the detector, so it does not flap.
-SPILLBACK_CLEAR_RATIO = 0.9
+SPILLBACK_CLEAR_RATIO = 0.75
+# Demand before a spillback, measured upstream of the queue while the detector still could.
+SPILL_DEMAND_WINDOW_MS = 180_000
+# Bounds on how long that demand is assumed to persist behind the detector.
+SPILL_DECAY_MIN_MS = 60_000
+SPILL_DECAY_MAX_MS = 900_000
 # A detector silent this long while lanes keep serving is dead: fall back to headways.
 DEAD_DETECTOR_MS = 300_000
 DEAD_DETECTOR_MIN_DEPARTURES = 10
@@ -160,14 +165,22 @@ class ApproachEstimator:
             self._tau_ms = 0
         self._tau_samples: deque[int] = deque(maxlen=TAU_SAMPLES)
         self._pending: list[_Departure] = []
-        self._delays: deque[tuple[int, float]] = deque()
+        self._delays: deque[tuple[int, float, LaneType]] = deque()
         self._delay_sum_s = 0.0
+        # By Little's law a lane type's share of the queue is its share of the delay given.
+        self._delay_sum_by_type: dict[LaneType, float] = {"ETC": 0.0, "MTC": 0.0, "MIXED": 0.0}
         self._services: deque[tuple[int, float]] = deque()
         self._service_sum_s = 0.0
         self._mean_length_m = config.vehicle_lengths.passenger_m
         self._class_length: dict[str, float] = {}
         self._spillback = False
         self._saturated_since: int | None = None
+        self._busy_lanes = len(self._lane_open)
+        self._queue_rising_since: int | None = None
+        self._spill_started_ms = 0
+        self._spill_demand_per_ms = 0.0
+        self._spill_decay_ms = float(SPILL_DECAY_MIN_MS)
+        self._hidden_veh = 0.0
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
         self._boundary: int | None = None
@@ -281,7 +294,8 @@ class ApproachEstimator:
             method = "headway"
             queue_veh, wait_s = headway_queue(self._lane_loads(b))
             arrivals_per_min = departures_per_min
-        queue_veh, queue_m = self._spillback_check(queue_veh, method, open_lanes)
+        queue_veh, queue_m, hidden_wait_s = self._spillback_check(b, queue_veh, method, open_lanes)
+        wait_s += hidden_wait_s
         level = congestion_level(queue_veh, wait_s, open_lanes, self._spillback, cfg.thresholds)
         self._last_queue_veh = queue_veh
         estimate = QueueEstimate(
@@ -306,9 +320,12 @@ class ApproachEstimator:
         self._departures.prune(b)
         horizon = b - WAIT_WINDOW_MS
         while self._delays and self._delays[0][0] <= horizon:
-            self._delay_sum_s -= self._delays.popleft()[1]
+            _, delay_s, lane_type = self._delays.popleft()
+            self._delay_sum_s -= delay_s
+            self._delay_sum_by_type[lane_type] -= delay_s
         if not self._delays:
             self._delay_sum_s = 0.0
+            self._delay_sum_by_type = dict.fromkeys(self._delay_sum_by_type, 0.0)
         horizon = b - DEMAND_WINDOW_MS
         while self._services and self._services[0][0] <= horizon:
             self._service_sum_s -= self._services.popleft()[1]
@@ -377,8 +394,10 @@ class ApproachEstimator:
         self._departures.add(ts_ms)
         start_ms = ts_ms - round(service_s * 1000)
         delay_s = self._vehicle_delay_ms(start_ms, plate_hash) / 1000.0
-        self._delays.append((ts_ms, delay_s))
+        lane_type = self._lane_type.get(lane_id, "MIXED")
+        self._delays.append((ts_ms, delay_s, lane_type))
         self._delay_sum_s += delay_s
+        self._delay_sum_by_type[lane_type] += delay_s
         self._services.append((ts_ms, service_s))
         self._service_sum_s += service_s
         length = self._class_length.get(vehicle_class)
@@ -489,6 +508,7 @@ class ApproachEstimator:
         open_lanes = self._open_lanes
         if in_system < open_lanes:
             self._saturated_since = None
+            self._busy_lanes = open_lanes
             return in_system
         if self._saturated_since is None:
             self._saturated_since = b
@@ -504,7 +524,8 @@ class ApproachEstimator:
             since = self._saturated_since if last is None else max(last, self._saturated_since)
             if b - since > self._idle_limit_ms(lane, window):
                 idle += 1
-        return min(in_system, float(max(open_lanes - idle, 1)))
+        self._busy_lanes = max(open_lanes - idle, 1)
+        return min(in_system, float(self._busy_lanes))
 
     def _idle_limit_ms(self, lane: str, window: LaneServiceWindow) -> float:
         if window.departures:
@@ -539,23 +560,80 @@ class ApproachEstimator:
         return loads
 
     def _spillback_check(
-        self, queue_veh: float, method: Method, open_lanes: int
-    ) -> tuple[float, float]:
-        stand_lanes = self.config.queue_lanes or max(open_lanes, 1)
-        queue_m = queue_veh * self._mean_length_m / stand_lanes
+        self, b: int, queue_veh: float, method: Method, open_lanes: int
+    ) -> tuple[float, float, float]:
         distance = self.config.distance_m
         if distance is None or method != "input_output":
-            self._spillback = False
-            return queue_veh, queue_m
-        if queue_m >= distance:
-            self._spillback = True
-        elif queue_m < SPILLBACK_CLEAR_RATIO * distance:
-            self._spillback = False
+            self._end_spillback()
+            lanes = self.config.queue_lanes or max(open_lanes, 1)
+            return queue_veh, queue_veh * self._mean_length_m / lanes, 0.0
+        if queue_veh < max(open_lanes, 1):
+            self._queue_rising_since = b
+        stand_lanes = self._standing_lanes(open_lanes)
+        reach_veh = distance * stand_lanes / self._mean_length_m
+        if not self._spillback and queue_veh >= reach_veh:
+            self._start_spillback(b)
+        elif self._spillback and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh:
+            # The tail is back inside the detector: every queued vehicle has been counted.
+            self._end_spillback()
+        hidden_wait_s = 0.0
         if self._spillback:
-            # The detector sits in the queue and undercounts it: it is at least that long.
-            queue_m = max(queue_m, distance)
-            queue_veh = max(queue_veh, distance * stand_lanes / self._mean_length_m)
-        return queue_veh, queue_m
+            self._grow_hidden_queue(b)
+            # The detector sits in the queue and undercounts it: it is at least that long,
+            # plus what the demand seen before the spillback has piled up behind it since.
+            queue_veh = max(queue_veh, reach_veh) + self._hidden_veh
+            departures_per_s = self._departures_per_s(b)
+            if departures_per_s > 0:
+                hidden_wait_s = self._hidden_veh / departures_per_s
+        queue_m = queue_veh * self._mean_length_m / stand_lanes
+        return queue_veh, queue_m, hidden_wait_s
+
+    def _standing_lanes(self, open_lanes: int) -> float:
+        """Approach lanes over which the queue's length spreads, for its length in metres."""
+        lanes = self.config.queue_lanes
+        if lanes is None:
+            return float(max(open_lanes, 1))
+        if self._delay_sum_s <= 0:
+            return float(lanes)
+        # Drivers sort by payment type well upstream, so the queue of the most delayed lane type
+        # stands in that type's share of the approach lanes and reaches the detector first.
+        stand = float(lanes)
+        for lane_type, delay_s in self._delay_sum_by_type.items():
+            share_of_queue = delay_s / self._delay_sum_s
+            type_lanes = sum(
+                1 for lane, t in self._lane_type.items() if t == lane_type and self._lane_open[lane]
+            )
+            if share_of_queue > 0 and type_lanes > 0:
+                share_of_road = type_lanes / max(open_lanes, 1)
+                stand = min(stand, lanes * share_of_road / share_of_queue)
+        return max(stand, 1.0)
+
+    def _start_spillback(self, b: int) -> None:
+        self._spillback = True
+        self._spill_started_ms = b
+        span_ms = min(SPILL_DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
+        arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - span_ms)
+        self._spill_demand_per_ms = arrived / span_ms
+        rising_ms = b - (self._queue_rising_since or b)
+        self._spill_decay_ms = float(min(max(rising_ms, SPILL_DECAY_MIN_MS), SPILL_DECAY_MAX_MS))
+        self._hidden_veh = 0.0
+
+    def _end_spillback(self) -> None:
+        self._spillback = False
+        self._hidden_veh = 0.0
+
+    def _grow_hidden_queue(self, b: int) -> None:
+        # Behind the detector the queue grows by the demand it no longer lets through. Demand
+        # is unobservable now, so the one measured before the spillback is assumed to fade
+        # out over as long as the queue had taken to build: surges end, at an unknown time.
+        seen = self._arrivals.count_at(b) - self._arrivals.count_at(b - BOUNDARY_MS)
+        fade = math.exp(-(b - self._spill_started_ms) / self._spill_decay_ms)
+        excess = self._spill_demand_per_ms * BOUNDARY_MS - seen
+        self._hidden_veh = max(self._hidden_veh + fade * excess, 0.0)
+
+    def _departures_per_s(self, b: int) -> float:
+        served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
+        return served / (RATE_WINDOW_MS / 1000)
 
     # ---- alerts ---------------------------------------------------------------------------
 
