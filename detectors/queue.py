@@ -84,6 +84,8 @@ SPILL_DEMAND_WINDOW_MS = 180_000
 # Bounds on how long that demand is assumed to persist behind the detector.
 SPILL_DECAY_MIN_MS = 60_000
 SPILL_DECAY_MAX_MS = 900_000
+# Detector flow below this share of the departures means the detector is no longer in the queue.
+SPILL_FLOW_RATIO = 0.8
 # A detector silent this long while lanes keep serving is dead: fall back to headways.
 DEAD_DETECTOR_MS = 300_000
 DEAD_DETECTOR_MIN_DEPARTURES = 10
@@ -623,13 +625,24 @@ class ApproachEstimator:
         self._hidden_veh = 0.0
 
     def _grow_hidden_queue(self, b: int) -> None:
+        arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - RATE_WINDOW_MS)
+        served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
+        if arrived < SPILL_FLOW_RATIO * served:
+            # A detector inside a queue counts what the barriers discharge; counting clearly
+            # less, it sees the tail go by: what was behind it is draining past it.
+            drained = (served - arrived) * BOUNDARY_MS / RATE_WINDOW_MS
+            self._hidden_veh = max(self._hidden_veh - drained, 0.0)
+            return
+        if arrived * SPILL_FLOW_RATIO > served:
+            # Counting clearly more than the discharge, the detector still sees the demand
+            # arrive: the queue grows in view, not behind it.
+            return
         # Behind the detector the queue grows by the demand it no longer lets through. Demand
         # is unobservable now, so the one measured before the spillback is assumed to fade
         # out over as long as the queue had taken to build: surges end, at an unknown time.
-        seen = self._arrivals.count_at(b) - self._arrivals.count_at(b - BOUNDARY_MS)
         fade = math.exp(-(b - self._spill_started_ms) / self._spill_decay_ms)
-        excess = self._spill_demand_per_ms * BOUNDARY_MS - seen
-        self._hidden_veh = max(self._hidden_veh + fade * excess, 0.0)
+        excess_per_ms = max(self._spill_demand_per_ms - arrived / RATE_WINDOW_MS, 0.0)
+        self._hidden_veh += fade * excess_per_ms * BOUNDARY_MS
 
     def _departures_per_s(self, b: int) -> float:
         served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)

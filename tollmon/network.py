@@ -118,6 +118,9 @@ class Detector(_Node):
     id: Identifier
     distance_m: PositiveFloat
     free_flow_s: PositiveFloat | None = None
+    # Road lanes the queue stands in where it passes the detector (the approach usually has
+    # fewer lanes than the plaza); unset, the queue's length is spread over the open toll lanes.
+    approach_lanes: Annotated[int, Field(ge=1, le=64)] | None = None
 
 
 class Scale(_Node):

@@ -56,6 +56,7 @@ def approach_configs(network: Network) -> list[ApproachConfig]:
                     lanes=tuple((lane.id, lane.type) for lane in approach.lanes),
                     distance_m=detector.distance_m if detector else None,
                     free_flow_s=detector.free_flow_s if detector else None,
+                    queue_lanes=detector.approach_lanes if detector else None,
                     vehicle_lengths=vehicle_lengths,
                     thresholds=thresholds,
                 )

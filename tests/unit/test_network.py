@@ -219,6 +219,11 @@ def test_three_mistakes_in_a_file_are_all_reported_with_their_paths(tmp_path: Pa
             id="negative free-flow time",
         ),
         pytest.param(
+            set_at("plazas.0.directions.entry.detectors.0.approach_lanes", 0),
+            "plazas[0].directions.entry.detectors[0].approach_lanes: must be >= 1",
+            id="no approach lane",
+        ),
+        pytest.param(
             set_at("plazas.0.directions.entry.scales.0.accuracy_class", 3),
             "plazas[0].directions.entry.scales[0].accuracy_class: "
             "must be one of 0.2, 0.5, 1, 2, 5, 10",
@@ -446,6 +451,19 @@ def test_thresholds_of_an_unknown_plaza_are_a_key_error(network: Network) -> Non
 
 
 # --- lookups ---------------------------------------------------------------------------
+
+
+def test_approach_lanes_are_optional_on_a_detector() -> None:
+    doc = two_plazas()
+    set_at("plazas.0.directions.entry.detectors.0.approach_lanes", 3)(doc)
+    network = parse_network(doc, "test.yaml")
+
+    entry = network.plazas[0].approach("entry")
+    exit_ = network.plazas[0].approach("exit")
+    assert entry is not None
+    assert exit_ is not None
+    assert entry.detectors[0].approach_lanes == 3
+    assert exit_.detectors[0].approach_lanes is None
 
 
 def test_detector_resolves_to_its_plaza_direction_and_geometry() -> None:

@@ -42,6 +42,7 @@ class Variant:
     with_detector: bool = True
     configured_tau: bool = True
     plate_read_ratio: float | None = None
+    # Overrides the configured approach lanes; 0 leaves them unset.
     queue_lanes: int | None = None
 
 
@@ -52,7 +53,9 @@ VARIANTS: tuple[Variant, ...] = (
         "learned_tau", "as input_output, free_flow_s not configured (learned)", configured_tau=False
     ),
     Variant(
-        "queue_lanes_3", "as input_output, queue standing in the 3 approach lanes", queue_lanes=3
+        "open_lanes",
+        "as input_output, approach_lanes not configured (queue spread over the open lanes)",
+        queue_lanes=0,
     ),
     Variant("headway", "no detector: transactions only (headway method)", with_detector=False),
 )
@@ -98,7 +101,7 @@ def evaluate(
         tau = free_flow.detector_mean_s() if variant.configured_tau else None
         config = approach_config(build_network(tau, variant.with_detector))
         if variant.queue_lanes is not None:
-            config = replace(config, queue_lanes=variant.queue_lanes)
+            config = replace(config, queue_lanes=variant.queue_lanes or None)
         read_ratio = (
             scenario.plate_read_ratio
             if variant.plate_read_ratio is None

@@ -16,7 +16,7 @@ from detectors.congestion import CongestionThresholds
 from detectors.queue import ApproachConfig, ApproachEstimator, QueueEstimate, VehicleLengths
 from tollmon.events import ApproachDetection, Direction, LaneTransaction
 from tollmon.network import Network, parse_network
-from validation.sumo.scenario import BOOTHS, DETECTOR_DISTANCE_M
+from validation.sumo.scenario import APPROACH_LANES, BOOTHS, DETECTOR_DISTANCE_M
 from validation.sumo.simulate import VehicleRecord
 
 PLAZA_ID = "SIM-P01"
@@ -47,7 +47,11 @@ def plate_hash(vehicle_id: str) -> str:
 
 def network_dict(free_flow_s: float | None, with_detector: bool = True) -> dict[str, Any]:
     """The plaza as a network config (SPEC §3): six lanes, optionally the approach detector."""
-    detector: dict[str, Any] = {"id": DETECTOR_ID, "distance_m": DETECTOR_DISTANCE_M}
+    detector: dict[str, Any] = {
+        "id": DETECTOR_ID,
+        "distance_m": DETECTOR_DISTANCE_M,
+        "approach_lanes": APPROACH_LANES,
+    }
     if free_flow_s is not None:
         detector["free_flow_s"] = round(free_flow_s, 1)
     return {
@@ -85,6 +89,7 @@ def approach_config(network: Network, plaza_id: str = PLAZA_ID) -> ApproachConfi
         lanes=tuple((lane.id, lane.type) for lane in approach.lanes),
         distance_m=detector.distance_m if detector is not None else None,
         free_flow_s=detector.free_flow_s if detector is not None else None,
+        queue_lanes=detector.approach_lanes if detector is not None else None,
         vehicle_lengths=VehicleLengths.from_letters({"K": lengths.K, "H": lengths.H}),
         thresholds=CongestionThresholds(
             **{f.name: getattr(thresholds, f.name) for f in fields(CongestionThresholds)}

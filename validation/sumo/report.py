@@ -209,31 +209,34 @@ def write_report(
 _FINDINGS: list[str] = [
     "## What limits the estimate",
     "",
-    "- **Spillback hides the queue.** Between the detector and the barriers only about 45-55"
-    " vehicles fit in practice (the queue stands unevenly: the manual side of the approach"
-    " fills first). Once the queue passes the detector, vehicles waiting upstream of it have"
-    " not been counted in A(t) and their plate-matched delays start at the detector, so queue"
-    " and wait are under-estimated by the hidden part (compare the two truths). The estimator"
-    " should then floor the queue at the detector's distance, but its spillback test (queue"
-    " metres = queue_veh × mean length / open lanes ≥ distance) needs ≈ 125 vehicles on six"
-    " open lanes for a 180 m detector, so it never fires here; with `queue_lanes = 3` it fires"
-    " briefly and the floor (≈ 63 vehicles) is still below the hidden queue. No count-based"
-    " estimator can see the length of the part beyond the detector; it needs a second"
-    " detector further upstream, occupancy from the loop, or a model of the demand.",
-    "- **Plate matches perturb the count.** Each matched plate adds raw_index − departure_rank"
-    " to the miscount offset (median of 9). Departures are not first-in-first-out across ETC"
-    " and manual lanes, so with a perfect detector the offset still moves by several"
-    " vehicles; the `no_plates` variant tracks the visible queue better, and its alert starts"
-    " sooner. Plate-matched delays, on the other hand, make the wait estimate nearly exact up"
-    " to the detector.",
+    "- **Spillback hides the queue.** Between the detector and the barriers only about 40-55"
+    " vehicles fit in practice: the manual queue stands in its share of the 3 approach lanes"
+    " (the network's `approach_lanes`) and reaches the detector first. The estimator measures"
+    " the queue's length on the lane type that carries most of the delay (Little's law on the"
+    " last 30 s of departures), so the spillback flag fires at about the right count. Beyond"
+    " the detector nothing is counted: while the detector counts no more than the barriers"
+    " discharge, the estimator adds the demand it measured before the spillback minus what"
+    " the detector now sees, fading out over as long as the queue took to build, and drains"
+    " that hidden part when the detector again counts clearly less than the departures. This"
+    " recovers part of the hidden queue; when the surge outlasts the fade (seeds 3 and 23)"
+    " most of it is still missed. No count-based estimator can see the length beyond the"
+    " detector: it needs a second detector further upstream, or loop occupancy.",
+    "- **Plate matches floor the count.** Departures are not first-in-first-out across ETC and"
+    " manual lanes, so plates are not used to shift the count by ranks; the plated vehicles"
+    " due and not yet served are a lower bound for it (a detector that misses vehicles), and"
+    " an unplated detection older than three times the longest plate-matched delay of the"
+    " last five minutes is dropped as a phantom. Lanes silent for two of their service times"
+    " while vehicles outnumber the open lanes count as idle, not serving (ETC lanes idling"
+    " beside a manual queue).",
     "- **The onset.** The true level touches 2 when the true queue first reaches 30; the"
     " alert's `started_at` is the first output of a 60 s run at level ≥ 2, so a true episode"
     " that flickers around the threshold, or an estimate that dips below it for one output,"
     " moves `started_at` later (see the seeds table: held-60 s onset vs. first touch).",
     "- **The headway method** (no detector) sees only the lanes' utilisation: M/G/1 with the"
-    " utilisation capped at 0.95 gives a few vehicles per lane at most, so it under-states a"
-    " surge queue by an order of magnitude and raises no congestion alert. It is reported for"
-    " information; the §7 bars are for approaches with a detector.",
+    " utilisation capped at 0.95, and a saturated lane's move-up time counted as idle, gives"
+    " a few vehicles per lane at most, so it under-states a surge queue by an order of"
+    " magnitude and raises no congestion alert. It is reported for information; the §7 bars"
+    " are for approaches with a detector.",
     "- **Truth.** Vehicles have no speed spread or dawdling, so each vehicle type's free-flow"
     " trip is one calibrated number per booth; lane choice is a pre-trip shortest-queue"
     " shadow, not SUMO's own routing. SUMO's move-up after each departure (≈ 3.5 s) is part"
