@@ -223,3 +223,54 @@ def test_a_dead_detector_falls_back_to_the_headway_method() -> None:
     assert estimates[10].method == "input_output"
     assert estimates[-1].method == "headway"
     assert all(e.queue_veh >= 0.0 for e in estimates)
+
+
+def overtaking(plates: bool) -> list[QueueEvent]:
+    """A manual queue that ETC vehicles overtake: departures leave in another order."""
+    events: list[QueueEvent] = []
+    for k in range(12):
+        plate = f"m{k}" if plates else None
+        events.append(arrival(0.0, plate=plate))
+        events.append(departure(TAU_S + 14.0 * (k + 1), lane="01", service_s=14.0, plate=plate))
+    for k in range(20):
+        plate = f"e{k}" if plates else None
+        events.append(arrival(2.0 + 8.0 * k, plate=plate))
+        events.append(departure(2.0 + 8.0 * k + TAU_S + 3.0, lane="02", service_s=3.0, plate=plate))
+    return events
+
+
+def test_overtaking_at_etc_lanes_does_not_shift_the_count_by_plate_matches() -> None:
+    lanes: Lanes = (("01", "MTC"), ("02", "ETC"))
+    with_plates, _ = replay(approach(lanes=lanes), overtaking(plates=True), until_s=250.0)
+    without, _ = replay(approach(lanes=lanes), overtaking(plates=False), until_s=250.0)
+
+    assert [e.queue_veh for e in with_plates] == [e.queue_veh for e in without]
+
+
+def test_idle_etc_lanes_beside_a_manual_queue_do_not_count_as_serving() -> None:
+    lanes: Lanes = (("01", "MTC"), ("02", "ETC"), ("03", "ETC"), ("04", "ETC"))
+    events: list[QueueEvent] = [arrival(0.0, count=10)]
+    events += [departure(TAU_S + 14.0 * (k + 1), service_s=14.0) for k in range(10)]
+
+    estimates, _ = replay(approach(lanes=lanes), events, until_s=200.0)
+
+    # At 40 s one vehicle has left, one is at the manual barrier and eight wait; the ETC lanes
+    # have no one to serve, which shows once they have been silent for two ETC service times.
+    at_40_s = next(e for e in estimates if seconds_of(e) == 40.0)
+    assert at_40_s.queue_veh == 8.0
+
+
+def test_the_queue_keeps_growing_behind_a_spilled_back_detector() -> None:
+    # Demand of one vehicle per 5 s on a lane serving one per 10 s; once the queue reaches the
+    # 30 m detector, it counts only what the barrier discharges.
+    events: list[QueueEvent] = [arrival(5.0 * k) for k in range(24)]
+    events += [arrival(120.0 + 10.0 * k) for k in range(30)]
+    events += [departure(TAU_S + 10.0 * (k + 1)) for k in range(60)]
+
+    estimates, _ = replay(approach(distance_m=30.0, queue_lanes=1), events, until_s=400.0)
+
+    spilled = [e for e in estimates if e.spillback]
+    assert spilled
+    floor = 30.0 / 7.5
+    assert max(e.queue_veh for e in spilled) >= floor + 3
+    assert all(e.queue_m >= 30.0 for e in spilled)

@@ -9,7 +9,13 @@ import numpy as np
 
 from validation.sumo.evaluate import Evaluation, VariantResult
 from validation.sumo.replay import sim_seconds
-from validation.sumo.scenario import BOOTHS, DETECTOR_DISTANCE_M, VEHICLE_TYPES, Scenario
+from validation.sumo.scenario import (
+    APPROACH_LANES,
+    BOOTHS,
+    DETECTOR_DISTANCE_M,
+    VEHICLE_TYPES,
+    Scenario,
+)
 from validation.sumo.score import Scores, Targets
 
 
@@ -133,7 +139,8 @@ def write_report(
         )
         + "; each approach lane feeds two booths (MTC on the right, ETC on the left)",
         f"- approach detector D1: loops across the approach {DETECTOR_DISTANCE_M:.0f} m"
-        " upstream of the barriers, ANPR plate hashes on 90 % of detections",
+        " upstream of the barriers, ANPR plate hashes on 90 % of detections; configured with"
+        f" `approach_lanes: {APPROACH_LANES}` (the `open_lanes` variant leaves it unset)",
         "- vehicles: "
         + ", ".join(
             f"{v.vehicle_class} {v.share:.0%} ({v.length_m:.0f} m + {v.min_gap_m:.1f} m gap,"
