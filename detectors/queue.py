@@ -2,11 +2,14 @@
 
 Input-output model: A(t) counts approach detections, D(t) departures. The vehicles that
 have reached the barriers by t at free-flow speed and not yet left are N(t) = A(t−τ) − D(t);
-of these, min(N, open lanes) are being served (lanes of one approach are one pool), so the
-waiting queue is Q(t) = A(t−τ) − S(t) with S(t) = D(t) + min(N, open lanes). A departure at
-td with service s started service at td − s; its delay is that start minus its free-flow
-arrival at the barrier, read as the horizontal distance between the curves (FIFO ranks) or
-measured directly when its plate was seen at the detector.
+of these, as many as there are lanes serving are in service (all open lanes, less those
+silent while vehicles outnumber them: ETC lanes idle beside a manual queue), the rest wait.
+A departure at td with service s started service at td − s; its delay is that start minus
+its free-flow arrival at the barrier, measured directly when its plate was seen at the
+detector, otherwise paired first-come-first-served with the unplated detections. Plates do
+not shift the count by ranks (ETC vehicles overtake manual ones); the plated vehicles still
+due are a floor for it. Past the detector (spillback) the queue is extended by the demand
+the detector stopped seeing.
 
 Outputs are produced for every 5 s boundary b of event time once an event (or `advance`) is
 past b, from the events with ts ≤ b only, so any batching of the same events in the same
