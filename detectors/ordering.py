@@ -7,13 +7,18 @@ timestamp: then the detectors see the same order whatever the interleaving,
 which is what makes a replay at any speed equal the live run. Sparse sources
 (lane status, weighings) never hold the others back. A blocking source that
 has delivered nothing for `idle_after_s` of processing time is idle and no
-longer waited for (a dead detector feed must not freeze its plaza), and no
-event is held longer than `max_hold_ms` of event time behind the newest one.
+longer waited for (a dead detector feed must not freeze its plaza). A feed that
+delivers but lags (a detector clock running behind) holds its plaza back by at
+most `max_hold_s` of processing time: events the leading feed had passed that
+long ago are released whatever the laggard says. The bound is in processing
+time, not event time, so that catching up on a backlog (topics read hours of
+event time apart within seconds) never forces events out of order.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
 
 from tollmon.events import ApproachDetection, Event, LaneStatus, LaneTransaction
@@ -41,11 +46,13 @@ class EventTimeMerger:
     def __init__(
         self,
         idle_after_s: float = 10.0,
-        max_hold_ms: int = 30_000,
+        max_hold_s: float = 30.0,
         expected: tuple[type, ...] = (),
     ) -> None:
         self._idle_after_s = idle_after_s
-        self._max_hold_ms = max_hold_ms
+        self._max_hold_s = max_hold_s
+        # (processing time, leading watermark) samples, at most one per second.
+        self._leading: deque[tuple[float, int]] = deque()
         self._heap: list[tuple[int, int, str, Event]] = []
         self._sources: dict[type, _Source] = {kind: _Source(-1, None) for kind in expected}
         self._started_s: float | None = None
@@ -71,7 +78,12 @@ class EventTimeMerger:
                 source.last_seen_s = now_s
             # Only the dense feeds define "newest": a sparse topic read far ahead in a
             # replay must not push the others' events out early through the hold limit.
-            self._newest_blocking = max(self._newest_blocking, event.ts)
+            if event.ts > self._newest_blocking:
+                self._newest_blocking = event.ts
+                if not self._leading or now_s - self._leading[-1][0] >= 1.0:
+                    self._leading.append((now_s, event.ts))
+                else:
+                    self._leading[-1] = (self._leading[-1][0], event.ts)
         self._newest = max(self._newest, event.ts)
         if event.ts < self._released_before:
             self.late_events += 1
@@ -107,4 +119,17 @@ class EventTimeMerger:
         ]
         if not active:
             return self._newest + 1
-        return max(min(active), self._newest_blocking - self._max_hold_ms)
+        return max(min(active), self._held_too_long(now_s))
+
+    def _held_too_long(self, now_s: float) -> int:
+        """The leading watermark of `max_hold_s` ago: everything before it has waited enough."""
+        leading = self._leading
+        cutoff = now_s - self._max_hold_s
+        point = -1
+        while leading and leading[0][0] <= cutoff:
+            point = leading[0][1]
+            if len(leading) > 1 and leading[1][0] <= cutoff:
+                leading.popleft()
+            else:
+                break
+        return point

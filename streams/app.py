@@ -23,10 +23,6 @@ from tollmon.settings import Settings
 from tollmon.validation import EventValidator, reference_from_network
 from tollmon.weighing_flow import PairAssessor, network_thresholds
 
-# In a replay the topics are read as fast as the broker serves them, so one
-# plaza's detections and transactions can drift minutes apart in event time.
-REPLAY_MAX_HOLD_MS = 10 * 60 * 1000
-
 
 def create_app(
     settings: Settings,
@@ -92,10 +88,9 @@ def create_app(
 
 
 def _pipeline_config(settings: Settings) -> PipelineConfig:
-    hold_ms = (
-        REPLAY_MAX_HOLD_MS if settings.time_mode == "replay" else settings.allowed_lateness_s * 1000
+    return PipelineConfig(
+        idle_after_s=settings.reorder_idle_s, max_hold_s=settings.allowed_lateness_s
     )
-    return PipelineConfig(idle_after_s=settings.reorder_idle_s, max_hold_ms=hold_ms)
 
 
 def _publish_plaza_info(metrics: Metrics, network: Network) -> None:

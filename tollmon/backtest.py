@@ -31,7 +31,7 @@ from tollmon.weighing_flow import InProcessWeighing
 
 # The input is sorted before the detectors see it, so nothing needs holding back;
 # a whole day of hold keeps the reorder buffer from ever forcing events out.
-REPLAY_CONFIG = PipelineConfig(max_hold_ms=24 * 3600 * 1000)
+REPLAY_CONFIG = PipelineConfig(max_hold_s=24 * 3600.0)
 TICK_MS = 1_000  # as often as a worker's tick timer, on event time here
 DEFAULT_HORIZON_S = 72 * 3600
 

@@ -53,7 +53,7 @@ class PipelineConfig:
     """Ordering knobs: live runs want short holds, replays exact order."""
 
     idle_after_s: float = 10.0
-    max_hold_ms: int = 30_000
+    max_hold_s: float = 30.0
     data_gap: DataGapConfig | None = None  # None: silence from the network's thresholds
 
 
@@ -71,7 +71,7 @@ class _Plaza:
         expected: tuple[type, ...] = (LaneTransaction,)
         if any(e.config.has_detector for e in estimators.values()):
             expected = (ApproachDetection, LaneTransaction)
-        self.merger = EventTimeMerger(config.idle_after_s, config.max_hold_ms, expected)
+        self.merger = EventTimeMerger(config.idle_after_s, config.max_hold_s, expected)
 
 
 class Pipeline:

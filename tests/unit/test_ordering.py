@@ -59,7 +59,7 @@ def test_any_interleaving_of_in_order_feeds_gives_the_same_order() -> None:
     for seed in range(20):
         rng = random.Random(seed)
         d, t = list(detections), list(departures)
-        merger = EventTimeMerger(idle_after_s=10, max_hold_ms=10**9, expected=BOTH)
+        merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH)
         out: list[Event] = []
         while d or t:
             source = d if (d and (not t or rng.random() < 0.5)) else t
@@ -71,7 +71,7 @@ def test_any_interleaving_of_in_order_feeds_gives_the_same_order() -> None:
 
 
 def test_an_idle_feed_is_no_longer_waited_for() -> None:
-    merger = EventTimeMerger(idle_after_s=10, max_hold_ms=10**9, expected=BOTH)
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH)
     merger.push(detection(1_000), now_s=0)
     assert merger.push(departure(50_000), now_s=5) == []
     # The detector feed stays silent for more than 10 s of processing time.
@@ -80,16 +80,32 @@ def test_an_idle_feed_is_no_longer_waited_for() -> None:
 
 
 def test_an_expected_feed_that_never_speaks_is_idle_after_the_allowance() -> None:
-    merger = EventTimeMerger(idle_after_s=10, max_hold_ms=10**9, expected=BOTH)
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH)
     assert merger.push(departure(1_000), now_s=0) == []
     assert [e.ts for e in merger.push(departure(2_000), now_s=11)] == [1_000]
 
 
-def test_no_event_is_held_longer_than_the_maximum_hold() -> None:
-    merger = EventTimeMerger(idle_after_s=1_000, max_hold_ms=30_000)
+def test_a_lagging_feed_holds_its_plaza_back_only_for_the_maximum_hold() -> None:
+    merger = EventTimeMerger(idle_after_s=1_000, max_hold_s=30, expected=BOTH)
     merger.push(detection(0), now_s=0)
-    released = merger.push(departure(45_000), now_s=0)
-    assert [e.ts for e in released] == [0]
+    assert merger.push(departure(45_000), now_s=0) == []
+    # The detector keeps delivering, but with a clock far behind.
+    released = merger.push(detection(1_000), now_s=20)
+    released += merger.push(detection(2_000), now_s=31)
+    assert [e.ts for e in released] == [0, 1_000, 2_000]
+
+
+def test_catching_up_a_backlog_never_forces_events_out_of_order() -> None:
+    # Hours of event time read within seconds: the hold is in processing time.
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=30, expected=BOTH)
+    out: list[Event] = []
+    for ts in range(0, 3_600_000, 1_000):
+        out += merger.push(departure(ts), now_s=ts / 1_000_000)
+    for ts in range(500, 3_600_000, 1_000):
+        out += merger.push(detection(ts), now_s=3.6 + ts / 1_000_000)
+    out += merger.flush()
+    assert merger.late_events == 0
+    assert [e.ts for e in out] == sorted(e.ts for e in out)
 
 
 def test_sparse_feeds_do_not_hold_the_plaza_back_but_are_ordered() -> None:

@@ -18,7 +18,7 @@ T0_MS = 1_764_300_000_000
 
 def run(network: Network, events: list[Event]) -> Outputs:
     # Replay settings: topics may drift minutes apart, and nothing goes idle.
-    pipeline = Pipeline(network, PipelineConfig(max_hold_ms=600_000))
+    pipeline = Pipeline(network, PipelineConfig(max_hold_s=600.0))
     total = Outputs()
     for event in events:
         out = pipeline.process(event, now_s=0.0)
