@@ -383,8 +383,8 @@ def weighing() -> Json:
                     "{{plaza}} refused",
                 ),
                 target(
-                    'sum by (plaza) (tollmon_alerts_firing{kind="OVERLOAD_ADMITTED"})',
-                    "{{plaza}} admitted (open alerts)",
+                    f"sum by (plaza) (increase(tollmon_overloads_admitted_total[{SLOW_WINDOW}]))",
+                    "{{plaza}} admitted",
                     ref="B",
                 ),
             ],

@@ -15,6 +15,10 @@ import orjson
 from detectors.alerts import Alert
 
 RESEND_S = 30.0
+# Per-trip findings: nothing "clears" them, so they are told once and expire in
+# Alertmanager after this long instead of firing (and being re-sent) forever.
+ONE_SHOT_KINDS = frozenset({"WEIGHT_DISCREPANCY", "OVERLOAD_ADMITTED"})
+ONE_SHOT_TTL_S = 3600.0
 # Alertmanager resolves an alert whose endsAt passed; re-sent firing alerts push it
 # forward, so a worker that dies leaves its alerts to expire, not to fire forever.
 ENDS_AFTER_RESENDS = 4
@@ -26,10 +30,11 @@ def _iso(epoch_ms: float) -> str:
 
 def alertmanager_payload(alert: Alert, now_s: float, generator_url: str = "") -> dict[str, Any]:
     """One alert in Alertmanager's v2 API shape (POST /api/v2/alerts takes a list)."""
+    lifetime_s = ONE_SHOT_TTL_S if alert.kind in ONE_SHOT_KINDS else RESEND_S * ENDS_AFTER_RESENDS
     ends_ms = (
         alert.ended_at
         if alert.status == "resolved" and alert.ended_at is not None
-        else (now_s + RESEND_S * ENDS_AFTER_RESENDS) * 1000
+        else (now_s + lifetime_s) * 1000
     )
     if alert.status == "resolved":
         # Event time can lag processing time (replays); Alertmanager needs endsAt in the
@@ -65,10 +70,17 @@ class AlertBook:
     resend_s: float = RESEND_S
     firing: dict[str, Alert] = field(default_factory=dict)
     unsent_resolves: dict[str, Alert] = field(default_factory=dict)
+    unsent_one_shots: dict[str, Alert] = field(default_factory=dict)
     _last_sent_s: dict[str, float] = field(default_factory=dict)
 
     def record(self, alert: Alert) -> tuple[Alert | None, bool]:
-        """Take one alert message; returns (the firing alert it replaces, whether it is new)."""
+        """Take one alert message; returns (the firing alert it replaces, whether it is new).
+
+        One-shot alerts are queued for a single delivery and never count as firing.
+        """
+        if alert.kind in ONE_SHOT_KINDS:
+            self.unsent_one_shots[alert.alert_id] = alert
+            return None, True
         previous = self.firing.get(alert.alert_id)
         if alert.status == "firing":
             self.firing[alert.alert_id] = alert
@@ -82,7 +94,7 @@ class AlertBook:
 
     def due(self, now_s: float) -> list[Alert]:
         """Alerts to send now: pending resolves, new or changed alerts, and re-sends."""
-        out = list(self.unsent_resolves.values())
+        out = [*self.unsent_resolves.values(), *self.unsent_one_shots.values()]
         for alert_id, alert in self.firing.items():
             last = self._last_sent_s.get(alert_id)
             if last is None or now_s - last >= self.resend_s:
@@ -92,7 +104,9 @@ class AlertBook:
     def delivered(self, alerts: list[Alert], now_s: float) -> None:
         """Alertmanager accepted these."""
         for alert in alerts:
-            if alert.status == "resolved":
+            if alert.kind in ONE_SHOT_KINDS:
+                self.unsent_one_shots.pop(alert.alert_id, None)
+            elif alert.status == "resolved":
                 self.unsent_resolves.pop(alert.alert_id, None)
             elif alert.alert_id in self.firing:
                 self._last_sent_s[alert.alert_id] = now_s

@@ -35,6 +35,7 @@ class Metrics:
     scale_bias_stderr_ratio: Gauge
     alerts_firing: Gauge
     alerts: Counter
+    overloads_admitted: Counter
     events: Counter
     events_invalid: Counter
     events_late: Counter
@@ -99,6 +100,12 @@ class Metrics:
                 "tollmon_alerts_firing", "Alerts firing now", ("kind", "severity", "plaza")
             ),
             alerts=counter("tollmon_alerts", "Alerts raised", ("kind", "severity")),
+            # Per-trip alerts never "fire" for long; the map and weighing board count them.
+            overloads_admitted=counter(
+                "tollmon_overloads_admitted",
+                "Overloaded trucks admitted at entry (OVERLOAD_ADMITTED alerts)",
+                ("plaza",),
+            ),
             events=counter("tollmon_events", "Valid input events", ("type",)),
             events_invalid=counter(
                 "tollmon_events_invalid", "Input messages dead-lettered", ("reason",)

@@ -9,6 +9,7 @@ from detectors.alerts import Alert
 from detectors.etc_health import LaneKey
 from detectors.queue import QueueEstimate
 from detectors.scales import ScaleBiasEstimate
+from tollmon.alerting import ONE_SHOT_KINDS
 from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
 from tollmon.metrics import Metrics
 
@@ -43,6 +44,7 @@ class MetricsRecorder:
         self._etc_ratio = _Children(m.etc_failure_ratio)
         self._firing = _Children(m.alerts_firing)
         self._alerts = _Children(m.alerts)
+        self._overloads = _Children(m.overloads_admitted)
         self._pairs = _Children(m.weight_pairs)
         self._bias = _Children(m.scale_bias_ratio)
         self._bias_se = _Children(m.scale_bias_stderr_ratio)
@@ -79,6 +81,11 @@ class MetricsRecorder:
 
     def alert(self, alert: Alert, replaced: Alert | None, is_new: bool) -> None:
         """Keep `alerts_firing` equal to the alerts firing now; count each new one once."""
+        if alert.kind in ONE_SHOT_KINDS:
+            self._alerts(alert.kind, alert.severity).inc()
+            if alert.kind == "OVERLOAD_ADMITTED":
+                self._overloads(alert.plaza_id).inc()
+            return
         if replaced is not None:
             self._firing(replaced.kind, replaced.severity, replaced.plaza_id).dec()
         if alert.status == "firing":

@@ -103,3 +103,33 @@ def test_the_firing_gauge_follows_raise_upgrade_and_resolve(metrics: Metrics) ->
         "tollmon_alerts_total", {"kind": "QUEUE_CONGESTION", "severity": "warning"}
     )
     assert total == 1  # the upgrade is the same alert, not a new one
+
+
+def overload() -> Alert:
+    return new_alert(
+        kind="OVERLOAD_ADMITTED",
+        severity="warning",
+        plaza_id="URC-E01",
+        subject="trip-1",
+        started_at=T0_MS,
+        summary_zh="超限车辆入口放行",
+        summary_en="overloaded truck admitted",
+        evidence={"gross_kg": 52_000},
+        recommendation="check lane 06",
+    )
+
+
+def test_a_per_trip_alert_is_delivered_once_and_expires_on_its_own(metrics: Metrics) -> None:
+    book, recorder = AlertBook(), MetricsRecorder(metrics)
+    recorder.alert(overload(), *book.record(overload()))
+    due = book.due(now_s=0)
+    assert due == [overload()]
+    book.delivered(due, now_s=0)
+    assert book.due(now_s=3_000) == []
+    assert book.firing == {}
+    payload = alertmanager_payload(overload(), now_s=T0_MS / 1000)
+    assert payload["endsAt"] == "2025-11-28T04:20:00Z"
+    labels = {"kind": "OVERLOAD_ADMITTED", "severity": "warning", "plaza": "URC-E01"}
+    assert metrics.registry.get_sample_value("tollmon_alerts_firing", labels) is None
+    total = {"kind": "OVERLOAD_ADMITTED", "severity": "warning"}
+    assert metrics.registry.get_sample_value("tollmon_alerts_total", total) == 1
