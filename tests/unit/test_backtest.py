@@ -28,7 +28,7 @@ PLAZA = "URC-E01"
 @pytest.fixture(scope="module")
 def surge_events(network: Network) -> list[Event]:
     """Twenty minutes at one plaza, with an entry surge that must raise and clear an alert."""
-    profile = TrafficProfile(vehicles_per_hour=500, surges=(Surge(PLAZA, 8.0, 120, 480, "entry"),))
+    profile = TrafficProfile(vehicles_per_hour=500, surges=(Surge(PLAZA, 10.0, 120, 600, "entry"),))
     return list(generate(network, START_MS, 1200, profile, seed=1, plazas=[PLAZA]))
 
 
@@ -53,8 +53,9 @@ def test_a_surge_raises_and_resolves_a_queue_congestion_alert(surge_result: Back
     statuses = [(a.kind, a.status) for a in surge_result.alerts if a.plaza_id == PLAZA]
     assert ("QUEUE_CONGESTION", "firing") in statuses
     assert ("QUEUE_CONGESTION", "resolved") in statuses
-    firing = next(a for a in surge_result.alerts if a.status == "firing")
-    resolved = next(a for a in surge_result.alerts if a.status == "resolved")
+    congestion = [a for a in surge_result.alerts if a.kind == "QUEUE_CONGESTION"]
+    firing = next(a for a in congestion if a.status == "firing")
+    resolved = next(a for a in congestion if a.status == "resolved")
     assert firing.alert_id == resolved.alert_id
 
 
