@@ -18,6 +18,7 @@ from tollmon.recorder import MetricsRecorder
 
 TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
 PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per AlertBook
+LAG_S = 5.0  # one scrape interval: each scrape sees a fresh consumer lag
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ def register_agents(app: faust.App, worker: Worker) -> None:
         worker.pipeline.forget_feeds(moved)
         for plaza in moved:
             del plaza_partition[plaza]
+        for tp in revoked:
+            if tp.topic in inputs:
+                worker.recorder.forget_consumer_lag(tp.topic, tp.partition)
 
     # mode's signal stubs require a keyword-only `signal` parameter this handler never uses.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
@@ -74,6 +78,21 @@ def register_agents(app: faust.App, worker: Worker) -> None:
         await worker.emitter.emit(worker.pipeline.tick(worker.clock()))
 
     app.timer(TICK_S, name="tick")(tick)
+
+    async def record_consumer_lag() -> None:
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        if not assigned:
+            return
+        highwaters = await consumer.highwaters(*assigned)
+        for tp in assigned:
+            # The fetch position, not the commit: lag of what has not even been read yet.
+            position = await consumer.position(tp)
+            if position is not None and tp in highwaters:
+                lag = max(0, highwaters[tp] - position)
+                worker.recorder.consumer_lag(tp.topic, tp.partition, lag)
+
+    app.timer(LAG_S, name="consumer_lag")(record_consumer_lag)
 
     pusher = worker.pusher
     if pusher is not None:

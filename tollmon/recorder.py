@@ -18,6 +18,7 @@ class _Children:
     """`metric.labels(*values)` looked up once per label set: it is costly per event."""
 
     def __init__(self, metric: Any) -> None:
+        self._metric = metric
         self._labels: Callable[..., Any] = metric.labels
         self._cache: dict[tuple[str, ...], Any] = {}
 
@@ -26,6 +27,11 @@ class _Children:
         if child is None:
             child = self._cache[values] = self._labels(*values)
         return child
+
+    def remove(self, *values: str) -> None:
+        """Drop a label set, so the series disappears from the scrape."""
+        if self._cache.pop(values, None) is not None:
+            self._metric.remove(*values)
 
 
 class MetricsRecorder:
@@ -45,6 +51,7 @@ class MetricsRecorder:
         self._firing = _Children(m.alerts_firing)
         self._alerts = _Children(m.alerts)
         self._overloads = _Children(m.overloads_admitted)
+        self._lag = _Children(m.consumer_lag_messages)
         self._pairs = _Children(m.weight_pairs)
         self._bias = _Children(m.scale_bias_ratio)
         self._bias_se = _Children(m.scale_bias_stderr_ratio)
@@ -70,6 +77,13 @@ class MetricsRecorder:
 
     def etc_ratio(self, lane: LaneKey, ratio: float) -> None:
         self._etc_ratio(*lane).set(ratio)
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._lag(topic, str(partition)).set(lag)
+
+    def forget_consumer_lag(self, topic: str, partition: int) -> None:
+        """A revoked partition's lag is another worker's to report now."""
+        self._lag.remove(topic, str(partition))
 
     def weight_pair(self, exit_plaza: str, outcome: str) -> None:
         self._pairs(exit_plaza, outcome).inc()

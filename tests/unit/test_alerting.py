@@ -133,3 +133,12 @@ def test_a_per_trip_alert_is_delivered_once_and_expires_on_its_own(metrics: Metr
     assert metrics.registry.get_sample_value("tollmon_alerts_firing", labels) is None
     total = {"kind": "OVERLOAD_ADMITTED", "severity": "warning"}
     assert metrics.registry.get_sample_value("tollmon_alerts_total", total) == 1
+
+
+def test_a_revoked_partition_stops_reporting_its_consumer_lag(metrics: Metrics) -> None:
+    recorder = MetricsRecorder(metrics)
+    labels = {"topic": "toll.lane.transactions", "partition": "2"}
+    recorder.consumer_lag("toll.lane.transactions", 2, 40)
+    assert metrics.registry.get_sample_value("tollmon_consumer_lag_messages", labels) == 40
+    recorder.forget_consumer_lag("toll.lane.transactions", 2)
+    assert metrics.registry.get_sample_value("tollmon_consumer_lag_messages", labels) is None
