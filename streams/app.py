@@ -20,7 +20,7 @@ from tollmon.network import Network
 from tollmon.pipeline import Pipeline, PipelineConfig
 from tollmon.recorder import MetricsRecorder
 from tollmon.settings import Settings
-from tollmon.validation import EventValidator, reference_from_network
+from tollmon.validation import validator_for
 from tollmon.weighing_flow import PairAssessor, network_thresholds
 
 
@@ -55,7 +55,7 @@ def create_app(
     worker = Worker(
         topics=topics,
         ingest=Ingest(
-            EventValidator(reference_from_network(network), settings.event_horizon_s * 1000),
+            validator_for(network, settings.event_horizon_s * 1000, settings.time_mode),
             metrics,
             clock,
             time_mode=settings.time_mode,

@@ -26,7 +26,7 @@ from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.metrics import Metrics
 from tollmon.network import Network
 from tollmon.pipeline import Outputs, Pipeline, PipelineConfig
-from tollmon.validation import EventValidator, reference_from_network
+from tollmon.validation import validator_for
 from tollmon.weighing_flow import InProcessWeighing
 
 # The input is sorted before the detectors see it, so nothing needs holding back;
@@ -100,7 +100,7 @@ def run_backtest(
     """Validate, dedup and sort the input, then run every detector over it."""
     result = BacktestResult()
     ingest = Ingest(
-        EventValidator(reference_from_network(network), horizon_s * 1000),
+        validator_for(network, horizon_s * 1000, "replay"),
         metrics if metrics is not None else Metrics.create(),
         clock=lambda: 0.0,  # only feeds the lag histogram, meaningless offline
         time_mode="replay",

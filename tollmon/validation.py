@@ -95,9 +95,15 @@ class ReferenceData:
 class EventValidator:
     """Checks decoded events against the network and the event-time horizon."""
 
-    def __init__(self, reference: ReferenceData, horizon_ms: int) -> None:
+    def __init__(
+        self,
+        reference: ReferenceData,
+        horizon_ms: int,
+        future_tolerance_ms: int = FUTURE_TOLERANCE_MS,
+    ) -> None:
         self._ref = reference
         self._horizon_ms = horizon_ms
+        self._future_ms = future_tolerance_ms
 
     def validate(self, raw: bytes, now_ms: int | None) -> Event:
         """Decode `raw` and check it is possible at `now_ms`; raise `InvalidEventError` if not.
@@ -131,7 +137,7 @@ class EventValidator:
             self._check_weighing(event)
 
     def _check_time(self, ts: int, now_ms: int) -> None:
-        if ts > now_ms + FUTURE_TOLERANCE_MS:
+        if ts > now_ms + self._future_ms:
             raise InvalidEventError("future_ts", f"ts is {(ts - now_ms) / 1000:.0f} s ahead of now")
         if ts < now_ms - self._horizon_ms:
             age_h = (now_ms - ts) / 3_600_000
@@ -171,3 +177,14 @@ def reference_from_network(network: Network) -> ReferenceData:
         detectors=[(d.detector_id, d.plaza_id, d.direction) for d in network.detector_sites],
         scales=[(s.scale_id, s.plaza_id, s.direction) for s in network.scale_sites],
     )
+
+
+def validator_for(network: Network, horizon_ms: int, time_mode: str) -> EventValidator:
+    """The validator a worker or backtest uses in this time mode.
+
+    In a replay "now" is the input's own watermark, which only moves with the input: a
+    quiet night ahead of it is not the future. There, only what lies more than the event
+    horizon ahead of the watermark (a broken clock, a wrong year) is impossible.
+    """
+    future_ms = horizon_ms if time_mode == "replay" else FUTURE_TOLERANCE_MS
+    return EventValidator(reference_from_network(network), horizon_ms, future_ms)

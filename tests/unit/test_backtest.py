@@ -127,12 +127,15 @@ def test_invalid_lines_are_kept_with_their_line_number_and_reason(
     assert msgspec.json.decode(written[0])["raw"] == "not json"
 
 
-def test_events_too_far_ahead_of_the_input_watermark_are_rejected(
+def test_events_beyond_the_horizon_ahead_of_the_input_watermark_are_rejected(
     network: Network, surge_events: list[Event]
 ) -> None:
     first = surge_events[0]
-    future = msgspec.structs.replace(first, event_id="future", ts=first.ts + 6 * 60_000)
-    result = run_backtest(network, lines_of([first, future]))
+    day_ms = 24 * 3_600_000
+    # A quiet night is not the future in a replay; a timestamp days ahead is.
+    night = msgspec.structs.replace(first, event_id="morning", ts=first.ts + 8 * 3_600_000)
+    future = msgspec.structs.replace(first, event_id="future", ts=first.ts + 30 * day_ms)
+    result = run_backtest(network, lines_of([first, night, future]))
     assert [i.reason for i in result.invalid] == ["future_ts"]
 
 

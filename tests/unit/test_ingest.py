@@ -11,7 +11,16 @@ from tests.unit.test_validation import HOUR_MS, NOW_MS, REFERENCE, raw, transact
 from tollmon.events import LaneTransaction
 from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.metrics import Metrics
-from tollmon.validation import EventValidator
+from tollmon.network import load_network
+from tollmon.validation import EventValidator, validator_for
+
+NETWORK = load_network("config/network.yaml")
+
+
+def network_tx(**changes: Any) -> dict[str, Any]:
+    """A transaction at a plaza and lane of the sample network."""
+    return transaction(plaza_id="URC-E01", lane_id="01", **changes)
+
 
 SOURCE = Source("toll.lane.transactions", 2, 41, b"P1")
 
@@ -141,3 +150,17 @@ def test_the_dead_letter_detail_is_human_readable(metrics: Metrics) -> None:
     assert isinstance(outcome, DeadLetter)
     assert outcome.reason == "unknown_type"
     assert "type" in outcome.detail
+
+
+def test_replay_accepts_traffic_after_a_quiet_night(metrics: Metrics) -> None:
+    validator = validator_for(NETWORK, horizon_ms=72 * HOUR_MS, time_mode="replay")
+    ingest = Ingest(validator, metrics, FakeClock(NOW_MS / 1000), time_mode="replay")
+    evening = NOW_MS - 365 * 24 * HOUR_MS
+    ingest.accept(raw(network_tx(event_id="a", ts=evening)), SOURCE)
+    morning = ingest.accept(raw(network_tx(event_id="b", ts=evening + 8 * HOUR_MS)), SOURCE)
+    next_year = ingest.accept(
+        raw(network_tx(event_id="c", ts=evening + 400 * 24 * HOUR_MS)), SOURCE
+    )
+    assert isinstance(morning, LaneTransaction)
+    assert isinstance(next_year, DeadLetter)
+    assert next_year.reason == "future_ts"
