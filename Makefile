@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration demo validate clean
+.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration demo validate dashboards clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test-unit: install
+# promtool and amtool (rule and routing tests) come with the stack's Debian packages.
+test-unit: stack-up
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: stack-up
@@ -46,6 +47,10 @@ validate: install
 
 demo: stack-up
 	tools/demo.sh
+
+# Regenerate the Grafana dashboards' JSON from dashboards/generate.py.
+dashboards: install
+	$(BIN)/python dashboards/generate.py
 
 clean:
 	tools/stack.sh down --purge
