@@ -125,7 +125,7 @@ def launch_worker(
     **env: str,
 ) -> WorkerProcess:
     """Start `tollmon worker` on fresh topics under `prefix`; wait for its /metrics."""
-    prefix = prefix or f"t{uuid.uuid4().hex[:8]}."
+    prefix = prefix if prefix is not None else f"t{uuid.uuid4().hex[:8]}."
     create_topics(
         stack.bootstrap,
         [

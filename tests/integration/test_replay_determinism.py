@@ -1,5 +1,6 @@
 """A backtest equals the stream: the same recorded events, replayed through the real broker
-into a replay-mode worker, give the same queue estimates and the same alerts."""
+into a replay-mode worker, give the same queue estimates and the same alerts, and a live
+worker running beside the replay sees nothing of it."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from detectors.alerts import Alert
 from detectors.queue import QueueEstimate
-from tests.integration.conftest import REPO, Stack, WorkerProcess, read_topic, wait_until
+from tests.integration.conftest import (
+    REPO,
+    WORKER_PORTS,
+    Stack,
+    WorkerProcess,
+    read_topic,
+    wait_until,
+)
 from tollmon.backtest import BacktestResult, run_backtest
 from tollmon.eventfiles import read_event_files
 from tollmon.network import load_network
 from tollmon.publish import write_jsonl
 from tollmon.replay import load_messages, replay_messages
+from tollmon.settings import INPUT_TOPICS
 from tollmon.simulate import Surge, TrafficProfile, generate
 from tollmon.trips import TripProfile, generate_trips
 
@@ -102,6 +112,9 @@ def test_replayed_stream_gives_the_backtest_estimates_and_alerts(
     recording: Path,
     backtest: BacktestResult,
 ) -> None:
+    # A live worker runs beside the replay on the unprefixed live topics.
+    live = start_worker(prefix="", port=WORKER_PORTS[1])
+    live_before = live_state(stack, live)
     # No Alertmanager: replayed alerts must not page anyone sharing the stack.
     worker = start_worker(TOLLMON_TIME_MODE="replay", TOLLMON_ALERTMANAGER_URL="")
     replay_messages(load_messages(read_event_files([recording])), stack.bootstrap, worker.prefix)
@@ -139,3 +152,29 @@ def test_replayed_stream_gives_the_backtest_estimates_and_alerts(
         "the backtest's alerts from the worker",
     )
     assert alert_states(stream_alerts()) == alert_states(backtest.alerts)
+    # The replay touched nothing live: topics, counters and alerts as they were.
+    assert live_state(stack, live) == live_before
+
+
+LIVE_TOPICS = (*INPUT_TOPICS, "toll.alerts", "toll.queue.estimates", "toll.deadletter")
+
+
+def live_state(stack: Stack, live: WorkerProcess) -> dict[str, object]:
+    """End offsets of the live topics and the live worker's event and alert counters."""
+    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in LIVE_TOPICS
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = {
+            f"{tp.topic}/{tp.partition}": n for tp, n in consumer.end_offsets(partitions).items()
+        }
+    finally:
+        consumer.close()
+    return {
+        "offsets": ends,
+        "events": live.total("tollmon_events_total"),
+        "alerts": live.total("tollmon_alerts_total"),
+    }
