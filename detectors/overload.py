@@ -18,6 +18,7 @@ import msgspec
 from detectors.alerts import Alert, new_alert
 from tollmon.events import LaneTransaction, TxResult, WeighMeasurement
 
+# Gross-weight limits by axle count (GB 1589); the highest key covers every larger count.
 DEFAULT_OVERLOAD_LIMITS_KG: tuple[tuple[int, int], ...] = (
     (2, 18_000),
     (3, 25_000),
@@ -25,6 +26,15 @@ DEFAULT_OVERLOAD_LIMITS_KG: tuple[tuple[int, int], ...] = (
     (5, 43_000),
     (6, 49_000),
 )
+
+
+def limit_for_axles(table: tuple[tuple[int, int], ...], axles: int) -> int:
+    """The limit of the row with the most axles not above `axles` ((min_axles, kg) rows)."""
+    limit = table[0][1]
+    for min_axles, kg in table:
+        if axles >= min_axles:
+            limit = kg
+    return limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +48,7 @@ class OverloadThresholds:
 
     def limit_kg(self, axles: int) -> int:
         """The legal gross weight for a vehicle with this many axles."""
-        limit = self.overload_limits_kg[0][1]
-        for min_axles, kg in self.overload_limits_kg:
-            if axles >= min_axles:
-                limit = kg
-        return limit
+        return limit_for_axles(self.overload_limits_kg, axles)
 
     def is_overloaded(self, gross_kg: int, axles: int) -> bool:
         """Whether a gross weight exceeds the axle limit by more than the tolerance."""

@@ -14,14 +14,8 @@ from pydantic import (
     PositiveInt,
 )
 
-# Gross-weight limits by axle count (GB 1589); the highest key covers every larger count.
-DEFAULT_OVERLOAD_LIMITS_KG: tuple[tuple[int, int], ...] = (
-    (2, 18_000),
-    (3, 25_000),
-    (4, 31_000),
-    (5, 43_000),
-    (6, 49_000),
-)
+# Gross-weight limits by axle count (GB 1589) live with the overload detector.
+from detectors.overload import DEFAULT_OVERLOAD_LIMITS_KG, limit_for_axles
 
 
 def _fraction(value: float) -> float:
@@ -90,11 +84,7 @@ class Thresholds(BaseModel):
 
     def overload_limit_kg(self, axles: int) -> int:
         """Legal gross weight for a vehicle with this many axles."""
-        limit = self.overload_limits_kg[0][1]
-        for min_axles, kg in self.overload_limits_kg:
-            if axles >= min_axles:
-                limit = kg
-        return limit
+        return limit_for_axles(self.overload_limits_kg, axles)
 
     def overridden_by(self, override: Thresholds) -> Thresholds:
         """These thresholds with every field the override set explicitly replaced.
