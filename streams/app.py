@@ -15,6 +15,7 @@ from streams.topics import Topics
 from streams.weighing_agents import register_weighing_agents
 from tollmon.alerting import AlertBook
 from tollmon.ingest import Ingest
+from tollmon.kafka_security import KafkaSecurity
 from tollmon.metrics import Metrics
 from tollmon.network import Network
 from tollmon.pipeline import Pipeline, PipelineConfig
@@ -35,6 +36,9 @@ def create_app(
     app = faust.App(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        # None (PLAINTEXT) unless TOLLMON_KAFKA_SECURITY_PROTOCOL asks for TLS/SASL;
+        # Faust hands it to every aiokafka client it makes (consumer, producer, admin).
+        broker_credentials=KafkaSecurity().faust_credentials(),
         store="memory://",
         datadir=str(settings.data_dir),
         autodiscover=False,
