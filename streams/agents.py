@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 
 from streams.alertmanager import AlertmanagerPusher
 from streams.emitter import Emitter
@@ -84,13 +85,18 @@ def register_agents(app: faust.App, worker: Worker) -> None:
         assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         if not assigned:
             return
-        highwaters = await consumer.highwaters(*assigned)
-        for tp in assigned:
-            # The fetch position, not the commit: lag of what has not even been read yet.
-            position = await consumer.position(tp)
-            if position is not None and tp in highwaters:
-                lag = max(0, highwaters[tp] - position)
-                worker.recorder.consumer_lag(tp.topic, tp.partition, lag)
+        try:
+            highwaters = await consumer.highwaters(*assigned)
+            for tp in assigned:
+                # The fetch position, not the commit: lag of what has not even been read yet.
+                position = await consumer.position(tp)
+                if position is not None and tp in highwaters:
+                    lag = max(0, highwaters[tp] - position)
+                    worker.recorder.consumer_lag(tp.topic, tp.partition, lag)
+        except KafkaError:
+            # A rebalance revoked a partition between the two calls: a metric must never
+            # crash the worker; the next round reads the new assignment.
+            return
 
     app.timer(LAG_S, name="consumer_lag")(record_consumer_lag)
 
