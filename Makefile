@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration demo validate dashboards clean
+.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration demo validate dashboards bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,11 @@ validate: install
 
 demo: stack-up
 	tools/demo.sh
+
+# The plaza rating against the local broker (about 15 minutes); rewrites docs/benchmarks.md.
+# BENCH_ARGS=--quick for a short run; --help for the knobs.
+bench: stack-up
+	$(BIN)/python -m benchmarks.plaza_rating $(BENCH_ARGS)
 
 # Regenerate the Grafana dashboards' JSON from dashboards/generate.py.
 dashboards: install

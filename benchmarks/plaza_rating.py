@@ -1,0 +1,156 @@
+"""`make bench`: the plaza rating of one worker process, measured beside a bare consumer.
+
+Against the real local broker, in one run:
+1. a backlog of the standard load is produced; bare consumers (aiokafka, confluent-kafka)
+   read and decode it; then one worker (replay mode) drains it: the maximum throughput;
+2. two workers drain the same load: the scaling factor;
+3. one worker runs live, fed in real time at 50 % and 80 % of that maximum, then at the
+   plaza counts a bisection picks: the plaza rating is the largest count at which it
+   keeps up with p99 event-to-output latency <= 1 s;
+4. docs/benchmarks.md (and the raw numbers, docs/benchmarks.json) are written.
+
+    python -m benchmarks.plaza_rating [--quick] [--bootstrap localhost:9092]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from benchmarks import kafka_io
+from benchmarks.report import BenchReport, machine_info, render
+from benchmarks.synthetic import Demand, generate_load
+from benchmarks.trials import LiveResult, drain, live, scratch_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default="localhost:9092")
+    parser.add_argument("--backlog-plazas", type=int, default=2000)
+    parser.add_argument("--backlog-seconds", type=float, default=60.0)
+    parser.add_argument("--live-seconds", type=float, default=75.0)
+    parser.add_argument("--search-steps", type=int, default=2, help="bisection steps after 50/80 %")
+    parser.add_argument("--no-two-workers", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small backlog, short live runs")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.backlog_plazas, args.backlog_seconds = 500, 40.0
+        args.live_seconds, args.search_steps = 45.0, 0
+
+    started = time.time()
+    with scratch_dir() as tmp:
+        workdir = Path(tmp)
+        report = run(args, workdir)
+    report = replace(report, wall_minutes=(time.time() - started) / 60)
+    args.out.write_text(render(report), encoding="utf-8")
+    args.out.with_suffix(".json").write_text(
+        json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8"
+    )
+    print(f"plaza rating {report.rating} -> {args.out}")
+
+
+def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
+    bootstrap = args.bootstrap
+    demand = Demand()
+    t0 = time.perf_counter()
+    span_start = int(time.time() * 1000) - int(args.backlog_seconds * 1000) - 60_000
+    load = generate_load(args.backlog_plazas, span_start, args.backlog_seconds)
+    generation_rate = len(load) / (time.perf_counter() - t0)
+    log(
+        f"backlog: {len(load):,} events of {args.backlog_plazas} plazas "
+        f"({len(load) / args.backlog_plazas / args.backlog_seconds:.2f} events/s per plaza), "
+        f"generated at {generation_rate:,.0f}/s"
+    )
+
+    prefix = f"benchbacklog{uuid.uuid4().hex[:6]}."
+    kafka_io.create_topics(bootstrap, prefix)
+    produced = time.perf_counter()
+    kafka_io.produce(load, bootstrap, prefix, paced=False)
+    produce_rate = len(load) / (time.perf_counter() - produced)
+    log(f"produced at {produce_rate:,.0f} events/s")
+    bare = [
+        kafka_io.bare_aiokafka(bootstrap, prefix, len(load), f"{prefix}bare-aiokafka"),
+        kafka_io.bare_confluent(bootstrap, prefix, len(load), f"{prefix}bare-confluent"),
+    ]
+    for b in bare:
+        log(f"bare {b.client}: {b.rate:,.0f} events/s")
+    one = drain(bootstrap, load, args.backlog_plazas, 1, workdir, prefilled_prefix=prefix)
+    log(f"one worker drains at {one.rate:,.0f} events/s, CPU {one.cpu_share[0]:.2f}")
+    two = None
+    if not args.no_two_workers:
+        two = drain(bootstrap, load, args.backlog_plazas, 2, workdir)
+        log(f"two workers drain at {two.rate:,.0f} events/s")
+
+    step = max(10, round(one.rate / demand.events_per_s / 100) * 10)
+    n_max = max(step, int(one.rate / demand.events_per_s) // step * step)
+    trials: dict[int, LiveResult] = {}
+
+    def trial(n: int) -> LiveResult:
+        if n not in trials:
+            result = live(bootstrap, n, args.live_seconds, workdir, generation_rate)
+            trials[n] = result
+            log(
+                f"live {n} plazas: {result.offered_rate:,.0f} events/s, "
+                f"p50 {result.latency.p50:.3f} s, p99 {result.latency.p99:.3f} s, "
+                f"caught up {result.caught_up}, passed {result.passed}"
+            )
+        return trials[n]
+
+    at50 = trial(_round(0.5 * n_max, step))
+    at80 = trial(_round(0.8 * n_max, step))
+    lo = max((n for n, r in trials.items() if r.passed), default=0)
+    hi = min((n for n, r in trials.items() if not r.passed), default=None)
+    if hi is None:
+        hi = n_max if n_max not in trials else None
+        if hi is not None and trial(hi).passed:
+            lo, hi = hi, None
+    for _ in range(args.search_steps):
+        if hi is None or hi - lo <= step:
+            break
+        mid = _round((lo + hi) / 2, step)
+        if mid in (lo, hi):
+            break
+        if trial(mid).passed:
+            lo = mid
+        else:
+            hi = mid
+    return BenchReport(
+        machine=machine_info(REPO),
+        demand=demand,
+        backlog_events=len(load),
+        backlog_plazas=args.backlog_plazas,
+        backlog_seconds=args.backlog_seconds,
+        live_seconds=args.live_seconds,
+        generation_rate=generation_rate,
+        produce_rate=produce_rate,
+        bare=bare,
+        one=one,
+        two=two,
+        n_max=n_max,
+        at50=at50,
+        at80=at80,
+        trials=sorted(trials.values(), key=lambda r: r.plazas),
+        rating=lo,
+        rating_open=hi is None,
+        wall_minutes=0.0,
+        quick=bool(args.quick),
+    )
+
+
+def _round(n: float, step: int) -> int:
+    return max(step, round(n / step) * step)
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

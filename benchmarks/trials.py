@@ -1,0 +1,237 @@
+"""The benchmark's trials: drain a backlog, run live at a paced rate, read the outcome.
+
+Each trial has its own topic prefix (so its own consumer group, changelogs and
+outputs) and removes its topics afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from benchmarks import kafka_io
+from benchmarks.latency import Percentiles, closing_times
+from benchmarks.synthetic import Load, generate_load, write_network
+from benchmarks.worker_proc import Worker, consumer_group, start_worker
+
+WORKER_PORTS = (6166, 6167)  # not the ports Prometheus scrapes: benchmark metrics stay out
+WARM_UP_S = 20.0  # group join, first fetches, first boundaries: not the steady state
+CATCH_UP_S = 20.0  # after the last event is produced, how long the worker gets to finish
+
+
+class _EstimateHead(msgspec.Struct):
+    ts: int
+    plaza_id: str
+
+
+_estimate = msgspec.json.Decoder(_EstimateHead)
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """Workers draining a backlog of `events` in replay mode."""
+
+    workers: int
+    plazas: int
+    events: int
+    rate: float  # events/s, committed, between 10 % and 90 % of the backlog
+    seconds: float
+    peak_rss_bytes: list[int]
+    cpu_share: list[float]  # CPU seconds per wall second of each worker over the drain
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """One worker fed in real time by `plazas` plazas for `seconds`."""
+
+    plazas: int
+    events: int
+    offered_rate: float  # events/s produced
+    latency: Percentiles  # closing event produced -> estimate on the output topic
+    since_boundary: Percentiles  # window end (event time) -> estimate on the output topic
+    caught_up: bool  # every event committed within CATCH_UP_S of the last one produced
+    alerts: int
+    peak_rss_bytes: int
+    cpu_share: float
+
+    @property
+    def passed(self) -> bool:
+        """Kept up in real time with p99 event-to-output latency <= 1 s."""
+        return self.caught_up and self.latency.p99 <= 1.0
+
+
+def _prefix(kind: str) -> str:
+    return f"bench{kind}{uuid.uuid4().hex[:6]}."
+
+
+def drain(
+    bootstrap: str,
+    load: Load,
+    plazas: int,
+    workers: int,
+    workdir: Path,
+    prefilled_prefix: str | None = None,
+) -> DrainResult:
+    """Time `workers` replay-mode workers through the whole load.
+
+    With `prefilled_prefix` the backlog is already there before the worker starts;
+    otherwise the workers start on empty topics, join one stable group, and the backlog
+    is then produced as fast as the broker takes it (a group forming mid-drain pauses it).
+    """
+    prefix = prefilled_prefix or _prefix("drain")
+    if prefilled_prefix is None:
+        kafka_io.create_topics(bootstrap, prefix)
+    network = write_network(plazas, workdir / f"network-{prefix}json")
+    group = consumer_group(prefix)
+    progress = kafka_io.GroupProgress(bootstrap, prefix, group)
+    procs: list[Worker] = []
+    try:
+        for port in WORKER_PORTS[:workers]:
+            procs.append(start_worker(bootstrap, prefix, network, workdir, port, "replay"))
+        if prefilled_prefix is None:
+            _wait_for_members(bootstrap, group, workers)
+            kafka_io.produce(load, bootstrap, prefix, paced=False)
+        cpu0 = [w.cpu_seconds() for w in procs]
+        rate, seconds = _time_drain(progress, len(load), procs)
+        cpu = [(w.cpu_seconds() - c) / seconds for w, c in zip(procs, cpu0, strict=True)]
+        rss = [w.peak_rss_bytes() for w in procs]
+    finally:
+        progress.close()
+        for w in procs:
+            w.stop()
+        kafka_io.delete_topics(bootstrap, prefix)
+    return DrainResult(workers, plazas, len(load), rate, seconds, rss, cpu)
+
+
+def _time_drain(
+    progress: kafka_io.GroupProgress, total: int, procs: list[Worker], timeout_s: float = 900
+) -> tuple[float, float]:
+    """Rate between the commits that first pass 10 % and 90 % of the backlog.
+
+    Commits come every few seconds; the time of each is known to the poll interval.
+    """
+    marks: list[tuple[float, int]] = []
+    start = time.monotonic()
+    last = -1
+    while time.monotonic() - start < timeout_s:
+        for w in procs:
+            if w.process.poll() is not None:
+                raise RuntimeError(f"worker died while draining:\n{w.log_tail()}")
+        done = progress.committed()
+        if done != last:
+            marks.append((time.monotonic(), done))
+            last = done
+        if done >= total:
+            break
+        time.sleep(0.25)
+    else:
+        raise RuntimeError(f"backlog not drained in {timeout_s:.0f} s ({last} of {total})")
+    t10, c10 = next(m for m in marks if m[1] >= 0.1 * total)
+    t90, c90 = next(m for m in marks if m[1] >= 0.9 * total)
+    if t90 <= t10:
+        raise RuntimeError("backlog too small to time: 10 % and 90 % in one commit")
+    return (c90 - c10) / (t90 - t10), marks[-1][0] - marks[0][0]
+
+
+def _wait_for_members(bootstrap: str, group: str, members: int, timeout_s: float = 120) -> None:
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = admin.describe_consumer_groups([group])[group].result(10)
+        if info.state == ConsumerGroupState.STABLE and len(info.members) == members:
+            time.sleep(3)  # table recovery and fetchers after the assignment
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"consumer group {group} not stable with {members} members")
+
+
+def live(
+    bootstrap: str,
+    plazas: int,
+    duration_s: float,
+    workdir: Path,
+    generation_rate: float,
+    seed: int = 1,
+) -> LiveResult:
+    """One live-mode worker fed at the standard load of `plazas` plazas, in real time."""
+    prefix = _prefix("live")
+    kafka_io.create_topics(bootstrap, prefix)
+    network = write_network(plazas, workdir / f"network-{prefix}json")
+    group = consumer_group(prefix)
+    worker = start_worker(bootstrap, prefix, network, workdir, WORKER_PORTS[0], "live")
+    progress = kafka_io.GroupProgress(bootstrap, prefix, group)
+    try:
+        _wait_for_members(bootstrap, group, 1)
+        # Event times start when generation will be done, so the first events go out on time.
+        expected = 5.0 * plazas * duration_s
+        start_ms = int((time.time() + 2.0 + 1.5 * expected / generation_rate) * 1000)
+        load = generate_load(plazas, start_ms, duration_s, seed=seed)
+        cpu0, wall0 = worker.cpu_seconds(), time.monotonic()
+        produced_at = kafka_io.produce(load, bootstrap, prefix, paced=True)
+        caught_up = _wait_committed(progress, len(load), CATCH_UP_S, worker)
+        cpu = (worker.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+        rss = worker.peak_rss_bytes()
+        estimates = kafka_io.read_topic(bootstrap, prefix + kafka_io.ESTIMATES_TOPIC)
+        alerts = kafka_io.read_topic(bootstrap, prefix + kafka_io.ALERTS_TOPIC)
+    finally:
+        progress.close()
+        worker.stop()
+        kafka_io.delete_topics(bootstrap, prefix)
+    latency, since_boundary = _latencies(load, produced_at, estimates, plazas)
+    offered = len(load) / float(produced_at[-1] - produced_at[0]) if len(load) > 1 else 0.0
+    return LiveResult(
+        plazas, len(load), offered, latency, since_boundary, caught_up, len(alerts), rss, cpu
+    )
+
+
+def _wait_committed(
+    progress: kafka_io.GroupProgress, total: int, timeout_s: float, worker: Worker
+) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"worker died:\n{worker.log_tail()}")
+        if progress.committed() >= total:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _latencies(
+    load: Load, produced_at: np.ndarray, estimates: list[kafka_io.OutputMessage], plazas: int
+) -> tuple[Percentiles, Percentiles]:
+    """Latency of every estimate whose window closed in the steady part of the run.
+
+    Windows after the warm-up and before the last detections; an expected estimate that
+    never arrived counts as infinitely late.
+    """
+    first_ms = int(load.ts.min())
+    lo = first_ms + int(WARM_UP_S * 1000)
+    hi = first_ms + int((load.span_s - 10.0) * 1000)
+    heads = [_estimate.decode(m.value) for m in estimates]
+    boundary = np.array([h.ts for h in heads], dtype=np.int64)
+    plaza = np.array([int(h.plaza_id[1:]) for h in heads], dtype=np.int64)
+    appended = np.array([m.appended_s for m in estimates], dtype=np.float64)
+    keep = (boundary >= lo) & (boundary < hi)
+    boundary, plaza, appended = boundary[keep], plaza[keep], appended[keep]
+    closed = closing_times(load, produced_at, plaza, boundary)
+    known = ~np.isnan(closed)
+    windows = len(range(-(-lo // 5000) * 5000, hi, 5000))
+    missing = max(0, 2 * plazas * windows - len(boundary))
+    return (
+        Percentiles.of(appended[known] - closed[known], missing),
+        Percentiles.of(appended - boundary / 1000.0, missing),
+    )
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="tollmon-bench-")

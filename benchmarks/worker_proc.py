@@ -1,0 +1,108 @@
+"""A `tollmon worker` subprocess for the benchmark, and what it costs (RSS, CPU time).
+
+Peak RSS and CPU time come from Linux's /proc: VmHWM is the kernel's own record of the
+process's resident high-water mark, so no sampling can miss a peak.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def peak_rss_bytes(self) -> int:
+        """The process's resident-set high-water mark so far."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc: peak RSS needs Linux")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_worker(
+    bootstrap: str,
+    prefix: str,
+    network_file: Path,
+    directory: Path,
+    port: int,
+    time_mode: str,
+    timeout_s: float = 180.0,
+) -> Worker:
+    """Start a worker on `prefix` (its own consumer group); wait until it serves /metrics."""
+    directory.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "TOLLMON_KAFKA_BOOTSTRAP": bootstrap,
+        "TOLLMON_TOPIC_PREFIX": prefix,
+        "TOLLMON_WEB_PORT": str(port),
+        "TOLLMON_DATA_DIR": str(directory / f"data-{port}"),
+        "TOLLMON_NETWORK_FILE": str(network_file),
+        "TOLLMON_TIME_MODE": time_mode,
+        # Benchmark plazas must not reach the shared Alertmanager.
+        "TOLLMON_ALERTMANAGER_URL": "",
+        "TOLLMON_LOG_LEVEL": "warning",
+    }
+    log_path = directory / f"worker-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tollmon", "worker"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = Worker(process, port, log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited at start:\n{worker.log_tail()}")
+        try:
+            # Any answer, not /metrics: rendering 10^4 plazas' metrics costs the worker.
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code < 500:
+                return worker
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    worker.stop()
+    raise RuntimeError(f"worker not serving after {timeout_s:.0f} s:\n{worker.log_tail()}")
+
+
+def consumer_group(prefix: str, app_id: str = "tollmon") -> str:
+    """The worker's consumer group (Settings.faust_app_id)."""
+    return f"{prefix}{app_id}".replace(".", "-")
