@@ -120,7 +120,8 @@ def bare_confluent(bootstrap: str, prefix: str, total: int, group: str) -> Consu
     deadline = time.monotonic() + 300
     try:
         while seen < total and time.monotonic() < deadline:
-            batch = consumer.consume(num_messages=10_000, timeout=1.0)
+            # Never ask for more than is left: consume() waits out its timeout for a full batch.
+            batch = consumer.consume(num_messages=min(10_000, total - seen), timeout=1.0)
             if batch and not started:
                 started = time.perf_counter()
             for message in batch:

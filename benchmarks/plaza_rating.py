@@ -22,8 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks import kafka_io
+from benchmarks.in_process import in_process_rate
 from benchmarks.report import BenchReport, machine_info, render
-from benchmarks.synthetic import Demand, generate_load
+from benchmarks.synthetic import Demand, generate_load, write_network
 from benchmarks.trials import LiveResult, drain, live, scratch_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="localhost:9092")
-    parser.add_argument("--backlog-plazas", type=int, default=2000)
+    parser.add_argument("--backlog-plazas", type=int, default=1000)
     parser.add_argument("--backlog-seconds", type=float, default=60.0)
-    parser.add_argument("--live-seconds", type=float, default=75.0)
+    parser.add_argument("--live-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--rss-plazas", type=int, default=10_000, help="memory probe at this many plazas; 0: none"
+    )
+    parser.add_argument("--rss-seconds", type=float, default=2.0, help="event time of its load")
     parser.add_argument("--search-steps", type=int, default=2, help="bisection steps after 50/80 %")
     parser.add_argument("--no-two-workers", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small backlog, short live runs")
@@ -43,6 +48,7 @@ def main() -> None:
     if args.quick:
         args.backlog_plazas, args.backlog_seconds = 500, 40.0
         args.live_seconds, args.search_steps = 45.0, 0
+        args.rss_plazas = 0
 
     started = time.time()
     with scratch_dir() as tmp:
@@ -81,6 +87,9 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
     ]
     for b in bare:
         log(f"bare {b.client}: {b.rate:,.0f} events/s")
+    network = write_network(args.backlog_plazas, workdir / "network-backlog.json")
+    in_process = in_process_rate(load, network)
+    log(f"ingest + detectors in-process: {in_process:,.0f} events/s")
     one = drain(bootstrap, load, args.backlog_plazas, 1, workdir, prefilled_prefix=prefix)
     log(f"one worker drains at {one.rate:,.0f} events/s, CPU {one.cpu_share[0]:.2f}")
     two = None
@@ -88,39 +97,14 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         two = drain(bootstrap, load, args.backlog_plazas, 2, workdir)
         log(f"two workers drain at {two.rate:,.0f} events/s")
 
-    step = max(10, round(one.rate / demand.events_per_s / 100) * 10)
-    n_max = max(step, int(one.rate / demand.events_per_s) // step * step)
-    trials: dict[int, LiveResult] = {}
+    probe = None
+    if args.rss_plazas:
+        probe_load = generate_load(args.rss_plazas, span_start, args.rss_seconds, seed=2)
+        probe = drain(bootstrap, probe_load, args.rss_plazas, 1, workdir)
+        log(f"{args.rss_plazas} plazas: peak RSS {probe.peak_rss_bytes[0] / 2**20:,.0f} MiB")
 
-    def trial(n: int) -> LiveResult:
-        if n not in trials:
-            result = live(bootstrap, n, args.live_seconds, workdir, generation_rate)
-            trials[n] = result
-            log(
-                f"live {n} plazas: {result.offered_rate:,.0f} events/s, "
-                f"p50 {result.latency.p50:.3f} s, p99 {result.latency.p99:.3f} s, "
-                f"caught up {result.caught_up}, passed {result.passed}"
-            )
-        return trials[n]
-
-    at50 = trial(_round(0.5 * n_max, step))
-    at80 = trial(_round(0.8 * n_max, step))
-    lo = max((n for n, r in trials.items() if r.passed), default=0)
-    hi = min((n for n, r in trials.items() if not r.passed), default=None)
-    if hi is None:
-        hi = n_max if n_max not in trials else None
-        if hi is not None and trial(hi).passed:
-            lo, hi = hi, None
-    for _ in range(args.search_steps):
-        if hi is None or hi - lo <= step:
-            break
-        mid = _round((lo + hi) / 2, step)
-        if mid in (lo, hi):
-            break
-        if trial(mid).passed:
-            lo = mid
-        else:
-            hi = mid
+    search = RatingSearch(args, workdir, generation_rate, one.rate / demand.events_per_s)
+    search.run()
     return BenchReport(
         machine=machine_info(REPO),
         demand=demand,
@@ -129,23 +113,81 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         backlog_seconds=args.backlog_seconds,
         live_seconds=args.live_seconds,
         generation_rate=generation_rate,
+        in_process_rate=in_process,
+        rss_probe=probe,
         produce_rate=produce_rate,
         bare=bare,
         one=one,
         two=two,
-        n_max=n_max,
-        at50=at50,
-        at80=at80,
-        trials=sorted(trials.values(), key=lambda r: r.plazas),
-        rating=lo,
-        rating_open=hi is None,
+        n_max=search.n_max,
+        at50=search.trials[search.at50],
+        at80=search.trials[search.at80],
+        trials=sorted(search.trials.values(), key=lambda r: r.plazas),
+        rating=search.lo,
+        rating_open=search.hi is None,
         wall_minutes=0.0,
         quick=bool(args.quick),
     )
 
 
-def _round(n: float, step: int) -> int:
-    return max(step, round(n / step) * step)
+class RatingSearch:
+    """Live trials at 50 % and 80 % of the drain maximum, then a bisection on plazas.
+
+    `lo` is the largest count that passed (0: none), `hi` the smallest that failed
+    (None: none above `lo` did).
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, workdir: Path, generation_rate: float, max_plazas: float
+    ) -> None:
+        self._args = args
+        self._workdir = workdir
+        self._generation_rate = generation_rate
+        # Counts are rounded to about 1 % of the maximum, so the search ends on a round number.
+        self.step = max(10, round(max_plazas / 100) * 10)
+        self.n_max = max(self.step, int(max_plazas) // self.step * self.step)
+        self.at50 = self._round(0.5 * self.n_max)
+        self.at80 = self._round(0.8 * self.n_max)
+        self.trials: dict[int, LiveResult] = {}
+        self.lo = 0
+        self.hi: int | None = None
+
+    def run(self) -> None:
+        self._trial(self.at50)
+        self._trial(self.at80)
+        self.lo = max((n for n, r in self.trials.items() if r.passed), default=0)
+        self.hi = min((n for n, r in self.trials.items() if not r.passed), default=None)
+        if self.hi is None and self.n_max not in self.trials:
+            self.hi = self.n_max
+            if self._trial(self.n_max).passed:
+                self.lo, self.hi = self.n_max, None
+        for _ in range(self._args.search_steps):
+            if self.hi is None or self.hi - self.lo <= self.step:
+                break
+            mid = self._round((self.lo + self.hi) / 2)
+            if mid in (self.lo, self.hi):
+                break
+            if self._trial(mid).passed:
+                self.lo = mid
+            else:
+                self.hi = mid
+
+    def _trial(self, n: int) -> LiveResult:
+        if n not in self.trials:
+            args = self._args
+            result = live(
+                args.bootstrap, n, args.live_seconds, self._workdir, self._generation_rate
+            )
+            self.trials[n] = result
+            log(
+                f"live {n} plazas: {result.offered_rate:,.0f} events/s, "
+                f"p50 {result.latency.p50:.3f} s, p99 {result.latency.p99:.3f} s, "
+                f"caught up {result.caught_up}, passed {result.passed}"
+            )
+        return self.trials[n]
+
+    def _round(self, n: float) -> int:
+        return max(self.step, round(n / self.step) * self.step)
 
 
 def log(text: str) -> None:

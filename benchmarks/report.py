@@ -33,6 +33,8 @@ class BenchReport:
     backlog_seconds: float
     live_seconds: float
     generation_rate: float
+    in_process_rate: float
+    rss_probe: DrainResult | None
     produce_rate: float
     bare: list[ConsumeRate]
     one: DrainResult
@@ -114,6 +116,8 @@ def render(r: BenchReport) -> str:
     rated = next((t for t in r.trials if t.plazas == r.rating), None)
     rss_points = [(t.plazas, t.peak_rss_bytes) for t in r.trials]
     rss_points.append((r.one.plazas, r.one.peak_rss_bytes[0]))
+    if r.rss_probe is not None:
+        rss_points.append((r.rss_probe.plazas, r.rss_probe.peak_rss_bytes[0]))
     fit = rss_fit(rss_points)
     rating_text = (
         f"{r.rating:,}{' or more' if r.rating_open else ''}"
@@ -207,6 +211,8 @@ def render(r: BenchReport) -> str:
             for b in r.bare
         ),
         f"| tollmon worker, 1 process (replay mode) | {r.one.rate:,.0f} | 1.00 |",
+        f"| ingest + detectors in-process, no Kafka or Faust (`benchmarks/in_process.py`) | "
+        f"{r.in_process_rate:,.0f} | {r.one.rate / r.in_process_rate:.2f} |",
     ]
     if r.two is not None:
         lines.append(
@@ -266,6 +272,17 @@ def render(r: BenchReport) -> str:
             for n, kind, rss in sorted(
                 [(t.plazas, "live", t.peak_rss_bytes) for t in r.trials]
                 + [(r.one.plazas, "drain", r.one.peak_rss_bytes[0])]
+                + (
+                    [
+                        (
+                            r.rss_probe.plazas,
+                            f"drain of {r.rss_probe.events:,} events (memory probe)",
+                            r.rss_probe.peak_rss_bytes[0],
+                        )
+                    ]
+                    if r.rss_probe is not None
+                    else []
+                )
             )
         ),
         "",

@@ -34,6 +34,7 @@ MANUAL_LANES = (4, 5)  # where cars without ETC pay
 DETECTOR = {"entry": (180.0, 14.0), "exit": (260.0, 18.5)}  # distance_m, free_flow_s
 ETC_SERVICE_S, MTC_SERVICE_S, ETC_FAIL_SERVICE_S = 3.0, 14.0, 25.0
 SERVICE_CV = 0.3
+LEAD_IN_S = 120.0  # traffic before the span, so it starts in the steady state
 # GB 1589 gross limits by axle count, to draw realistic truck weights.
 LIMIT_KG = {2: 18_000, 3: 25_000, 4: 31_000, 5: 43_000, 6: 49_000}
 TOPICS = tuple(TOPIC_BY_TYPE.values())  # index = Load.topic value
@@ -126,14 +127,48 @@ def generate_load(
     n_plazas: int, start_ms: int, span_s: float, demand: Demand | None = None, seed: int = 0
 ) -> Load:
     """Every event of `n_plazas` standard plazas over `span_s` seconds of event time."""
-    d = demand or Demand()
     rng = np.random.default_rng(seed)
+    v = _simulate(n_plazas, span_s, demand or Demand(), rng)
     tag = np.base_repr(start_ms, 36).lower()  # unique ids per run: the worker dedups on them
-    n_approaches = 2 * n_plazas
-    per_approach = rng.poisson(d.vehicles_per_s / 2 * span_s, n_approaches)
-    approach = np.repeat(np.arange(n_approaches), per_approach)
+    rows = _events(v, plaza_ids(n_plazas), start_ms, span_s, tag)
+    rows.sort(key=lambda row: row[0])
+    keys = [pid.encode() for pid in plaza_ids(n_plazas)]
+    return Load(
+        ts=np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+        topic=np.fromiter((r[1] for r in rows), np.int8, len(rows)),
+        plaza=np.fromiter((r[2] for r in rows), np.int32, len(rows)),
+        values=[encode(r[3]) for r in rows],
+        keys=[keys[r[2]] for r in rows],
+        span_s=span_s,
+    )
+
+
+@dataclass(frozen=True)
+class _Vehicles:
+    """One row per vehicle; times in seconds from the start of the span."""
+
+    approach: npt.NDArray[np.int64]  # plaza * 2 + (0 entry, 1 exit)
+    lane: npt.NDArray[np.int64]  # index into LANES
+    arrive_s: npt.NDArray[np.float64]  # at the detector
+    start_s: npt.NDArray[np.float64]  # service start (and weighing)
+    leave_s: npt.NDArray[np.float64]
+    service_s: npt.NDArray[np.float64]
+    etc: npt.NDArray[np.bool_]
+    failed: npt.NDArray[np.bool_]
+    weighed: npt.NDArray[np.bool_]
+    axles: npt.NDArray[np.int64]
+    gross_kg: npt.NDArray[np.float64]  # as this vehicle's scale reads it
+    plate: npt.NDArray[np.int64]
+    trip: npt.NDArray[np.int64]  # pass id number
+
+
+def _simulate(n_plazas: int, span_s: float, d: Demand, rng: np.random.Generator) -> _Vehicles:
+    # Vehicles start arriving a while before the span, so that departures (free flow and
+    # service after the detection) run at the steady rate from its first second.
+    per_approach = rng.poisson(d.vehicles_per_s / 2 * (span_s + LEAD_IN_S), 2 * n_plazas)
+    approach = np.repeat(np.arange(2 * n_plazas), per_approach)
     m = len(approach)
-    arrive_s = rng.uniform(0.0, span_s, m)
+    arrive_s = rng.uniform(-LEAD_IN_S, span_s, m)
     truck = rng.random(m) < d.truck_share
     etc = rng.random(m) < d.etc_share
     failed = etc & (rng.random(m) < d.etc_failure_rate)
@@ -150,95 +185,87 @@ def generate_load(
     start_s, leave_s = serve_in_order(approach * len(LANES) + lane, arrive_s + free_flow, service_s)
     axles = np.where(truck, rng.integers(2, 7, m), 2)
     limit = np.vectorize(LIMIT_KG.__getitem__)(np.minimum(axles, 6))
-    gross = np.clip(rng.normal(0.7, 0.15, m) * limit, 3_000, 150_000).astype(np.int64)
-    plates = rng.integers(0, 2**62, m)
-    passes = np.arange(m)  # a vehicle is its trip's entry vehicle: plate, axles, weight
+    gross = np.clip(rng.normal(0.7, 0.15, m) * limit, 3_000, 150_000)
+    trip = np.arange(m)  # a vehicle is its trip's entry vehicle: plate, axles, weight
     weighed = truck & np.isin(lane, TRUCK_LANES)
-    _pair_exits(rng, d.paired_exit_share, weighed & ~is_exit, weighed & is_exit, start_s, passes)
-    axles = axles[passes]
-    gross = gross[passes]
-    gross_noise = rng.normal(0.0, 0.01, m)
-    vclass = np.where(truck, np.char.add("H", (axles - 1).astype(str)), "K1")
-
-    ids = plaza_ids(n_plazas)
-    keys = [pid.encode() for pid in ids]
-    rows: list[tuple[int, int, int, Event]] = []
-    for i in range(m):
-        a = int(approach[i])
-        pid, direction = ids[a // 2], DIRECTIONS[a % 2]
-        side = "EN" if direction == "entry" else "EX"
-        plate = f"{int(plates[passes[i]]):016x}"
-        pass_id = f"T{int(passes[i])}.{tag}"
-        lane_id = LANES[int(lane[i])][0]
-        t_det = start_ms + int(arrive_s[i] * 1000)
-        t_leave = start_ms + int(leave_s[i] * 1000)
-        rows.append(
-            (
-                t_det,
-                TOPIC_DETECTIONS,
-                a // 2,
-                ApproachDetection(
-                    event_id=f"d{i}.{tag}",
-                    ts=t_det,
-                    plaza_id=pid,
-                    direction=direction,  # type: ignore[arg-type]  # entry/exit by construction
-                    detector_id=f"{pid}-{side}-D1",
-                    plate_hash=plate,
-                ),
-            )
-        )
-        rows.append(
-            (
-                t_leave,
-                TOPIC_TRANSACTIONS,
-                a // 2,
-                LaneTransaction(
-                    event_id=f"x{i}.{tag}",
-                    ts=t_leave,
-                    plaza_id=pid,
-                    lane_id=lane_id,
-                    direction=direction,  # type: ignore[arg-type]  # entry/exit by construction
-                    payment="ETC" if etc[i] else "MTC",
-                    result="ETC_FAIL" if failed[i] else "OK",
-                    vehicle_class=str(vclass[i]),
-                    axles=int(axles[i]),
-                    pass_id=pass_id,
-                    plate_hash=plate,
-                    service_ms=int(service_s[i] * 1000),
-                ),
-            )
-        )
-        if weighed[i]:
-            t_weigh = start_ms + int(start_s[i] * 1000)
-            scale = TRUCK_LANES.index(int(lane[i])) + 1
-            rows.append(
-                (
-                    t_weigh,
-                    TOPIC_WEIGHINGS,
-                    a // 2,
-                    WeighMeasurement(
-                        event_id=f"w{i}.{tag}",
-                        ts=t_weigh,
-                        plaza_id=pid,
-                        scale_id=f"{pid}-{side}-S{scale}",
-                        station=direction,  # type: ignore[arg-type]  # entry/exit by construction
-                        lane_id=lane_id,
-                        pass_id=pass_id,
-                        plate_hash=plate,
-                        axles=int(axles[i]),
-                        gross_kg=int(gross[i] * (1 + gross_noise[i])),
-                    ),
-                )
-            )
-    rows.sort(key=lambda row: row[0])
-    return Load(
-        ts=np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-        topic=np.fromiter((r[1] for r in rows), np.int8, len(rows)),
-        plaza=np.fromiter((r[2] for r in rows), np.int32, len(rows)),
-        values=[encode(r[3]) for r in rows],
-        keys=[keys[r[2]] for r in rows],
-        span_s=span_s,
+    # Pairs within the span only: an entry weighed in the lead-in is never seen.
+    seen = weighed & (start_s >= 0)
+    _pair_exits(rng, d.paired_exit_share, seen & ~is_exit, seen & is_exit, start_s, trip)
+    return _Vehicles(
+        approach=approach,
+        lane=lane,
+        arrive_s=arrive_s,
+        start_s=start_s,
+        leave_s=leave_s,
+        service_s=service_s,
+        etc=etc,
+        failed=failed,
+        weighed=weighed,
+        axles=axles[trip],
+        gross_kg=gross[trip] * (1 + rng.normal(0.0, 0.01, m)),
+        plate=rng.integers(0, 2**62, m)[trip],
+        trip=trip,
     )
+
+
+def _events(
+    v: _Vehicles, ids: list[str], start_ms: int, span_s: float, tag: str
+) -> list[tuple[int, int, int, Event]]:
+    """(ts, topic, plaza, event) of every event inside the span (the lead-in is cut off)."""
+    detected = v.arrive_s >= 0
+    departed = (v.leave_s >= 0) & (v.leave_s < span_s)
+    weighed = v.weighed & (v.start_s >= 0) & (v.start_s < span_s)
+    rows: list[tuple[int, int, int, Event]] = []
+    for i in np.flatnonzero(detected | departed | weighed):
+        plaza, side = divmod(int(v.approach[i]), 2)
+        pid, direction, tag_side = ids[plaza], DIRECTIONS[side], ("EN", "EX")[side]
+        plate = f"{int(v.plate[i]):016x}"
+        lane_id = LANES[int(v.lane[i])][0]
+        axles = int(v.axles[i])
+        if detected[i]:
+            ts = start_ms + int(v.arrive_s[i] * 1000)
+            detection = ApproachDetection(
+                event_id=f"d{i}.{tag}",
+                ts=ts,
+                plaza_id=pid,
+                direction=direction,  # type: ignore[arg-type]  # entry/exit by construction
+                detector_id=f"{pid}-{tag_side}-D1",
+                plate_hash=plate,
+            )
+            rows.append((ts, TOPIC_DETECTIONS, plaza, detection))
+        if departed[i]:
+            ts = start_ms + int(v.leave_s[i] * 1000)
+            departure = LaneTransaction(
+                event_id=f"x{i}.{tag}",
+                ts=ts,
+                plaza_id=pid,
+                lane_id=lane_id,
+                direction=direction,  # type: ignore[arg-type]  # entry/exit by construction
+                payment="ETC" if v.etc[i] else "MTC",
+                result="ETC_FAIL" if v.failed[i] else "OK",
+                vehicle_class=f"H{axles - 1}" if v.weighed[i] else "K1",
+                axles=axles,
+                pass_id=f"T{int(v.trip[i])}.{tag}",
+                plate_hash=plate,
+                service_ms=int(v.service_s[i] * 1000),
+            )
+            rows.append((ts, TOPIC_TRANSACTIONS, plaza, departure))
+        if weighed[i]:
+            ts = start_ms + int(v.start_s[i] * 1000)
+            weighing = WeighMeasurement(
+                event_id=f"w{i}.{tag}",
+                ts=ts,
+                plaza_id=pid,
+                scale_id=f"{pid}-{tag_side}-S{TRUCK_LANES.index(int(v.lane[i])) + 1}",
+                station=direction,  # type: ignore[arg-type]  # entry/exit by construction
+                lane_id=lane_id,
+                pass_id=f"T{int(v.trip[i])}.{tag}",
+                plate_hash=plate,
+                axles=axles,
+                gross_kg=int(v.gross_kg[i]),
+            )
+            rows.append((ts, TOPIC_WEIGHINGS, plaza, weighing))
+    return rows
 
 
 def serve_in_order(
