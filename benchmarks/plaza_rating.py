@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="localhost:9092")
     parser.add_argument("--backlog-plazas", type=int, default=1000)
-    parser.add_argument("--backlog-seconds", type=float, default=60.0)
+    parser.add_argument("--backlog-seconds", type=float, default=45.0)
     parser.add_argument("--live-seconds", type=float, default=60.0)
     parser.add_argument(
         "--rss-plazas", type=int, default=10_000, help="memory probe at this many plazas; 0: none"

@@ -18,7 +18,13 @@ import numpy as np
 from benchmarks import kafka_io
 from benchmarks.latency import Percentiles, closing_times
 from benchmarks.synthetic import Load, generate_load, write_network
-from benchmarks.worker_proc import Worker, consumer_group, start_worker
+from benchmarks.worker_proc import (
+    Worker,
+    busy_share,
+    consumer_group,
+    machine_cpu,
+    start_worker,
+)
 
 WORKER_PORTS = (6166, 6167)  # not the ports Prometheus scrapes: benchmark metrics stay out
 WARM_UP_S = 20.0  # group join, first fetches, first boundaries: not the steady state
@@ -44,6 +50,7 @@ class DrainResult:
     seconds: float
     peak_rss_bytes: list[int]
     cpu_share: list[float]  # CPU seconds per wall second of each worker over the drain
+    machine_busy: float  # share of all cores busy meanwhile (broker, producer, others too)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class LiveResult:
     alerts: int
     peak_rss_bytes: int
     cpu_share: float
+    machine_busy: float
 
     @property
     def passed(self) -> bool:
@@ -97,26 +105,44 @@ def drain(
         if prefilled_prefix is None:
             _wait_for_members(bootstrap, group, workers)
             kafka_io.produce(load, bootstrap, prefix, paced=False)
-        cpu0 = [w.cpu_seconds() for w in procs]
-        rate, seconds = _time_drain(progress, len(load), procs)
-        cpu = [(w.cpu_seconds() - c) / seconds for w, c in zip(procs, cpu0, strict=True)]
+        timed = _time_drain(progress, len(load), procs)
         rss = [w.peak_rss_bytes() for w in procs]
     finally:
         progress.close()
         for w in procs:
             w.stop()
         kafka_io.delete_topics(bootstrap, prefix)
-    return DrainResult(workers, plazas, len(load), rate, seconds, rss, cpu)
+    return DrainResult(
+        workers, plazas, len(load), timed.rate, timed.seconds, rss, timed.cpu, timed.busy
+    )
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """The first poll that saw a new committed count, and the CPU used by then."""
+
+    at: float
+    committed: int
+    worker_cpu: list[float]
+    machine: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class _Timed:
+    rate: float
+    seconds: float
+    cpu: list[float]
+    busy: float
 
 
 def _time_drain(
     progress: kafka_io.GroupProgress, total: int, procs: list[Worker], timeout_s: float = 900
-) -> tuple[float, float]:
-    """Rate between the commits that first pass 10 % and 90 % of the backlog.
+) -> _Timed:
+    """Rate, and CPU use, between the commits that first pass 10 % and 90 % of the backlog.
 
     Commits come every few seconds; the time of each is known to the poll interval.
     """
-    marks: list[tuple[float, int]] = []
+    marks: list[_Mark] = []
     start = time.monotonic()
     last = -1
     while time.monotonic() - start < timeout_s:
@@ -125,18 +151,25 @@ def _time_drain(
                 raise RuntimeError(f"worker died while draining:\n{w.log_tail()}")
         done = progress.committed()
         if done != last:
-            marks.append((time.monotonic(), done))
+            cpu = [w.cpu_seconds() for w in procs]
+            marks.append(_Mark(time.monotonic(), done, cpu, machine_cpu()))
             last = done
         if done >= total:
             break
         time.sleep(0.25)
     else:
         raise RuntimeError(f"backlog not drained in {timeout_s:.0f} s ({last} of {total})")
-    t10, c10 = next(m for m in marks if m[1] >= 0.1 * total)
-    t90, c90 = next(m for m in marks if m[1] >= 0.9 * total)
-    if t90 <= t10:
+    m10 = next(m for m in marks if m.committed >= 0.1 * total)
+    m90 = next(m for m in marks if m.committed >= 0.9 * total)
+    wall = m90.at - m10.at
+    if wall <= 0:
         raise RuntimeError("backlog too small to time: 10 % and 90 % in one commit")
-    return (c90 - c10) / (t90 - t10), marks[-1][0] - marks[0][0]
+    return _Timed(
+        rate=(m90.committed - m10.committed) / wall,
+        seconds=marks[-1].at - marks[0].at,
+        cpu=[(b - a) / wall for a, b in zip(m10.worker_cpu, m90.worker_cpu, strict=True)],
+        busy=busy_share(m10.machine, m90.machine),
+    )
 
 
 def _wait_for_members(bootstrap: str, group: str, members: int, timeout_s: float = 120) -> None:
@@ -175,10 +208,12 @@ def live(
         expected = 5.0 * plazas * duration_s
         start_ms = int((time.time() + 2.0 + 1.5 * expected / generation_rate) * 1000)
         load = generate_load(plazas, start_ms, duration_s, seed=seed)
-        cpu0, wall0 = worker.cpu_seconds(), time.monotonic()
+        cpu0, machine0, wall0 = worker.cpu_seconds(), machine_cpu(), time.monotonic()
         produced_at = kafka_io.produce(load, bootstrap, prefix, paced=True)
-        caught_up = _wait_committed(progress, len(load), CATCH_UP_S, worker)
+        # CPU while the load runs, not while waiting for the last commits.
         cpu = (worker.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+        busy = busy_share(machine0, machine_cpu())
+        caught_up = _wait_committed(progress, len(load), CATCH_UP_S, worker)
         rss = worker.peak_rss_bytes()
         estimates = kafka_io.read_topic(bootstrap, prefix + kafka_io.ESTIMATES_TOPIC)
         alerts = kafka_io.read_topic(bootstrap, prefix + kafka_io.ALERTS_TOPIC)
@@ -189,7 +224,16 @@ def live(
     latency, since_boundary = _latencies(load, produced_at, estimates, plazas)
     offered = len(load) / float(produced_at[-1] - produced_at[0]) if len(load) > 1 else 0.0
     return LiveResult(
-        plazas, len(load), offered, latency, since_boundary, caught_up, len(alerts), rss, cpu
+        plazas,
+        len(load),
+        offered,
+        latency,
+        since_boundary,
+        caught_up,
+        len(alerts),
+        rss,
+        cpu,
+        busy,
     )
 
 

@@ -55,6 +55,20 @@ class Worker:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user
+    return (total - idle) / _CLOCK_TICKS, total / _CLOCK_TICKS
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Share of the machine's CPU capacity in use between two `machine_cpu` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 def start_worker(
     bootstrap: str,
     prefix: str,
