@@ -53,7 +53,9 @@ def create_topics(bootstrap: str, prefix: str) -> None:
 def delete_topics(bootstrap: str, prefix: str) -> None:
     """Remove every topic of a run, so repeated runs do not fill the broker's disk."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    # Faust names its own topics (changelogs, assignor) after the app id: prefix with dashes.
+    app_topics = prefix.replace(".", "-")
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith((prefix, app_topics))]
     if names:
         for future in admin.delete_topics(names).values():
             with contextlib.suppress(KafkaException):  # already gone: best-effort clean-up
