@@ -12,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from benchmarks.kafka_io import PARTITIONS, ConsumeRate
@@ -48,6 +49,11 @@ class BenchReport:
     wall_minutes: float
     quick: bool
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchReport:
+        """The report `as_json` saved; latencies saved as null (never arrived) are infinite."""
+        return msgspec.convert(_infinite(data), cls)
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["bare"] = [{**asdict(b), "rate": b.rate} for b in self.bare]
@@ -64,6 +70,20 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def _infinite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: math.inf if v is None and k in _LATENCY_FIELDS else _infinite(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_infinite(v) for v in value]
+    return value
+
+
+_LATENCY_FIELDS = ("p50", "p99", "max")
 
 
 def machine_info(repo: Path) -> dict[str, str]:
