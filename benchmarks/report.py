@@ -51,7 +51,7 @@ class BenchReport:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchReport:
-        """The report `as_json` saved; latencies saved as null (never arrived) are infinite."""
+        """The report `as_json` saved, with its nulls turned back into infinity or NaN."""
         return msgspec.convert(_infinite(data), cls)
 
     def as_json(self) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def _finite(value: Any) -> Any:
 def _infinite(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: math.inf if v is None and k in _LATENCY_FIELDS else _infinite(v)
+            k: _NON_FINITE[k] if v is None and k in _NON_FINITE else _infinite(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -83,7 +83,8 @@ def _infinite(value: Any) -> Any:
     return value
 
 
-_LATENCY_FIELDS = ("p50", "p99", "max")
+# A latency percentile saved as null had a sample that never arrived; a trend, no data.
+_NON_FINITE = {"p50": math.inf, "p99": math.inf, "max": math.inf, "latency_trend_s": math.nan}
 
 
 def machine_info(repo: Path) -> dict[str, str]:
@@ -261,9 +262,9 @@ def render(r: BenchReport) -> str:
         f"has committed every event within {CATCH_UP_S:.0f} s of the last one produced and "
         "the p99 event-to-output latency is ≤ 1 s.",
         "",
-        "| plazas | events/s | latency p50 | p99 | max | window end → output p50 | p99 "
+        "| plazas | events/s | latency p50 | p99 | max | trend | window end → output p50 | p99 "
         "| alerts | peak RSS | worker CPU | cores busy | kept up | passed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_trial_row(t) for t in r.trials),
         "",
         *_live_limit(r),
@@ -277,6 +278,9 @@ def render(r: BenchReport) -> str:
         "boundary. The latency includes the producer's linger (2 ms), the broker, the "
         "worker's fetch, decode, validation, dedup, ordering, the detectors and its produce "
         "of the estimate.",
+        "- **Trend** is the median latency of the later half of the measured windows "
+        "minus that of the earlier half: near zero, the delay is steady; growing, the "
+        "worker falls further behind the longer it runs (it cannot keep up).",
         "- **Window end → output** adds the wait for that data: at ≈5 events/s per plaza "
         "the next detection and transaction arrive some hundreds of ms after a boundary. "
         "It is what an operator sees from the end of a 5 s window to its estimate.",
@@ -339,7 +343,8 @@ def render(r: BenchReport) -> str:
 def _trial_row(t: LiveResult) -> str:
     return (
         f"| {t.plazas:,} | {t.offered_rate:,.0f} | {_s(t.latency.p50)} | {_s(t.latency.p99)} "
-        f"| {_s(t.latency.max)} | {_s(t.since_boundary.p50)} | {_s(t.since_boundary.p99)} "
+        f"| {_s(t.latency.max)} | {t.latency_trend_s:+.3f} s "
+        f"| {_s(t.since_boundary.p50)} | {_s(t.since_boundary.p99)} "
         f"| {t.alerts:,} | {t.peak_rss_bytes / MIB:,.0f} MiB | {t.cpu_share:.2f} "
         f"| {t.machine_busy:.0%} | {'yes' if t.caught_up else 'no'} | {_mark(t.passed)} |"
     )

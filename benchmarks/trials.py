@@ -62,6 +62,7 @@ class LiveResult:
     offered_rate: float  # events/s produced
     latency: Percentiles  # closing event produced -> estimate on the output topic
     since_boundary: Percentiles  # window end (event time) -> estimate on the output topic
+    latency_trend_s: float  # median latency, later half of the run minus earlier half
     caught_up: bool  # every event committed within CATCH_UP_S of the last one produced
     alerts: int
     peak_rss_bytes: int
@@ -221,7 +222,7 @@ def live(
         progress.close()
         worker.stop()
         kafka_io.delete_topics(bootstrap, prefix)
-    latency, since_boundary = _latencies(load, produced_at, estimates, plazas)
+    latency, since_boundary, trend = _latencies(load, produced_at, estimates, plazas)
     offered = len(load) / float(produced_at[-1] - produced_at[0]) if len(load) > 1 else 0.0
     return LiveResult(
         plazas,
@@ -229,6 +230,7 @@ def live(
         offered,
         latency,
         since_boundary,
+        trend,
         caught_up,
         len(alerts),
         rss,
@@ -252,11 +254,13 @@ def _wait_committed(
 
 def _latencies(
     load: Load, produced_at: np.ndarray, estimates: list[kafka_io.OutputMessage], plazas: int
-) -> tuple[Percentiles, Percentiles]:
+) -> tuple[Percentiles, Percentiles, float]:
     """Latency of every estimate whose window closed in the steady part of the run.
 
     Windows after the warm-up and before the last detections; an expected estimate that
-    never arrived counts as infinitely late.
+    never arrived counts as infinitely late. The third value is the median latency of the
+    later half of those windows minus that of the earlier half: > 0 when the worker falls
+    further behind as the run goes on, ≈ 0 when the delay is steady.
     """
     first_ms = int(load.ts.min())
     lo = first_ms + int(WARM_UP_S * 1000)
@@ -271,9 +275,17 @@ def _latencies(
     known = ~np.isnan(closed)
     windows = len(range(-(-lo // 5000) * 5000, hi, 5000))
     missing = max(0, 2 * plazas * windows - len(boundary))
+    latency = appended[known] - closed[known]
+    later = boundary[known] >= (lo + hi) // 2
+    trend = (
+        float(np.median(latency[later]) - np.median(latency[~later]))
+        if later.any() and (~later).any()
+        else float("nan")
+    )
     return (
-        Percentiles.of(appended[known] - closed[known], missing),
+        Percentiles.of(latency, missing),
         Percentiles.of(appended - boundary / 1000.0, missing),
+        trend,
     )
 
 
