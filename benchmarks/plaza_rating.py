@@ -67,7 +67,7 @@ def main() -> None:
     report = replace(report, wall_minutes=(time.time() - started) / 60)
     args.out.write_text(render(report), encoding="utf-8")
     args.out.with_suffix(".json").write_text(
-        json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8"
+        json.dumps(report.as_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
     print(f"plaza rating {report.rating} -> {args.out}")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import msgspec
 import numpy as np
 import pytest
 
+from benchmarks.kafka_io import ConsumeRate
 from benchmarks.latency import Percentiles, closing_times
+from benchmarks.report import BenchReport, render
 from benchmarks.synthetic import (
     TOPIC_DETECTIONS,
     TOPIC_TRANSACTIONS,
@@ -20,6 +23,7 @@ from benchmarks.synthetic import (
     serve_in_order,
     standard_network,
 )
+from benchmarks.trials import DrainResult, LiveResult
 from tollmon.network import parse_network
 from tollmon.validation import validator_for
 
@@ -170,3 +174,54 @@ def test_percentiles_are_observed_samples_and_missing_ones_count_as_infinitely_l
     assert with_missing.count == 102
     assert with_missing.p99 == np.inf
     assert with_missing.p50 == pytest.approx(0.51)
+
+
+def _live(plazas: int, p99: float) -> LiveResult:
+    latency = Percentiles(100, 1 if p99 == np.inf else 0, 0.05, p99, p99)
+    return LiveResult(
+        plazas=plazas,
+        events=plazas * 300,
+        offered_rate=plazas * 5.0,
+        latency=latency,
+        since_boundary=latency,
+        latency_trend_s=float("nan"),
+        caught_up=True,
+        alerts=0,
+        peak_rss_bytes=100 << 20,
+        cpu_share=0.5,
+        machine_busy=0.6,
+    )
+
+
+def test_saved_numbers_render_the_same_report_again() -> None:
+    drained = DrainResult(1, 500, 100_000, 1_600.0, 60.0, [300 << 20], [0.9], 0.8)
+    report = BenchReport(
+        machine={"date": "today", "cores": "2"},
+        demand=Demand(),
+        backlog_events=100_000,
+        backlog_plazas=500,
+        backlog_seconds=40.0,
+        live_seconds=45.0,
+        generation_rate=80_000.0,
+        in_process_rate=10_000.0,
+        rss_probe=None,
+        produce_rate=150_000.0,
+        bare=[ConsumeRate("aiokafka", 100_000, 0.5)],
+        one=drained,
+        two=None,
+        n_max=300,
+        at50=_live(150, 0.2),
+        at80=_live(240, np.inf),
+        trials=[_live(150, 0.2), _live(240, np.inf)],
+        rating=150,
+        rating_open=False,
+        wall_minutes=5.0,
+        quick=True,
+    )
+
+    saved = json.loads(json.dumps(report.as_json(), allow_nan=False))
+    again = BenchReport.from_json(saved)
+
+    assert again.at80.latency.p99 == np.inf
+    assert render(again) == render(report)
+    assert "| plaza rating, one worker process | **150** plazas" in render(report)
