@@ -41,7 +41,7 @@ def main() -> None:
         "--rss-plazas", type=int, default=10_000, help="memory probe at this many plazas; 0: none"
     )
     parser.add_argument("--rss-seconds", type=float, default=2.0, help="event time of its load")
-    parser.add_argument("--search-steps", type=int, default=2, help="bisection steps after 50/80 %")
+    parser.add_argument("--search-steps", type=int, default=3, help="live trials after 50/80 %%")
     parser.add_argument("--no-two-workers", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small backlog, short live runs")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
@@ -150,10 +150,12 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
 
 
 class RatingSearch:
-    """Live trials at 50 % and 80 % of the drain maximum, then a bisection on plazas.
+    """Live trials at 50 % and 80 % of the drain maximum, then a search on plazas.
 
-    `lo` is the largest count that passed (0: none), `hi` the smallest that failed
-    (None: none above `lo` did).
+    While nothing has failed it climbs (to the drain maximum, then by half again each
+    time: a worker fed in real time may beat its backlog rate); once a count has failed it
+    bisects. `lo` is the largest count that passed (0: none), `hi` the smallest above it
+    that failed (None: none did, the rating is at least `lo`).
     """
 
     def __init__(
@@ -162,34 +164,39 @@ class RatingSearch:
         self._args = args
         self._workdir = workdir
         self._generation_rate = generation_rate
-        # Counts are rounded to about 1 % of the maximum, so the search ends on a round number.
+        # Counts are rounded to about a tenth of the maximum: a few trials then settle it.
         self.step = max(10, round(max_plazas / 100) * 10)
         self.n_max = max(self.step, int(max_plazas) // self.step * self.step)
         self.at50 = self._round(0.5 * self.n_max)
         self.at80 = self._round(0.8 * self.n_max)
         self.trials: dict[int, LiveResult] = {}
-        self.lo = 0
-        self.hi: int | None = None
+
+    @property
+    def lo(self) -> int:
+        return max((n for n, r in self.trials.items() if r.passed), default=0)
+
+    @property
+    def hi(self) -> int | None:
+        lo = self.lo
+        return min((n for n, r in self.trials.items() if not r.passed and n > lo), default=None)
 
     def run(self) -> None:
         self._trial(self.at50)
         self._trial(self.at80)
-        self.lo = max((n for n, r in self.trials.items() if r.passed), default=0)
-        self.hi = min((n for n, r in self.trials.items() if not r.passed), default=None)
-        if self.hi is None and self.n_max not in self.trials:
-            self.hi = self.n_max
-            if self._trial(self.n_max).passed:
-                self.lo, self.hi = self.n_max, None
         for _ in range(self._args.search_steps):
-            if self.hi is None or self.hi - self.lo <= self.step:
+            n = self._next()
+            if n is None or n in self.trials:
                 break
-            mid = self._round((self.lo + self.hi) / 2)
-            if mid in (self.lo, self.hi):
-                break
-            if self._trial(mid).passed:
-                self.lo = mid
-            else:
-                self.hi = mid
+            self._trial(n)
+
+    def _next(self) -> int | None:
+        lo, hi = self.lo, self.hi
+        if hi is None:
+            return self.n_max if self.n_max > lo else self._round(1.5 * lo)
+        if hi - lo <= self.step:
+            return None
+        mid = self._round((lo + hi) / 2)
+        return None if mid in (lo, hi) else mid
 
     def _trial(self, n: int) -> LiveResult:
         if n not in self.trials:

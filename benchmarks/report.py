@@ -258,7 +258,9 @@ def render(r: BenchReport) -> str:
         f"One worker in live mode; events stamped with the current time and produced when "
         f"the wall clock reaches them, for {r.live_seconds:.0f} s per plaza count. The "
         f"maximum from the drain is {r.one.rate:,.0f} events/s = {r.n_max:,} plazas (rounded); "
-        f"50 % and 80 % of it come first, then a bisection. A count passes when the worker "
+        f"50 % and 80 % of it come first; then, while every count passes, the next is the "
+        f"drain maximum and then half as much again (live, the worker may beat its backlog "
+        f"rate), and once one fails, a bisection. A count passes when the worker "
         f"has committed every event within {CATCH_UP_S:.0f} s of the last one produced and "
         "the p99 event-to-output latency is ≤ 1 s.",
         "",
