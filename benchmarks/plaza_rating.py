@@ -21,11 +21,11 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import kafka_io
+from benchmarks import fit_cost, kafka_io
 from benchmarks.in_process import in_process_rate
 from benchmarks.report import BenchReport, machine_info, render
 from benchmarks.synthetic import Demand, generate_load, write_network
-from benchmarks.trials import LiveResult, drain, live, scratch_dir
+from benchmarks.trials import LiveResult, align, drain, live, scratch_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,15 +33,24 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default="localhost:9092")
-    parser.add_argument("--backlog-plazas", type=int, default=1000)
-    parser.add_argument("--backlog-seconds", type=float, default=45.0)
+    parser.add_argument("--backlog-plazas", type=int, default=300)
+    parser.add_argument("--backlog-seconds", type=float, default=60.0)
     parser.add_argument("--bare-repeats", type=int, default=3, help="bare passes; median kept")
-    parser.add_argument("--live-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--live-seconds", type=float, default=90.0, help="20 s warm-up, a minute, 10 s tail"
+    )
     parser.add_argument(
         "--rss-plazas", type=int, default=10_000, help="memory probe at this many plazas; 0: none"
     )
     parser.add_argument("--rss-seconds", type=float, default=2.0, help="event time of its load")
-    parser.add_argument("--search-steps", type=int, default=3, help="live trials after 50/80 %%")
+    parser.add_argument("--search-steps", type=int, default=2, help="live trials after 50/80 %%")
+    parser.add_argument(
+        "--fit-plazas",
+        type=int,
+        nargs="*",
+        default=[100, 200, 400],
+        help="network sizes at which one scale-bias fit is timed",
+    )
     parser.add_argument("--no-two-workers", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small backlog, short live runs")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
@@ -56,9 +65,9 @@ def main() -> None:
         args.out.write_text(render(report), encoding="utf-8")
         return
     if args.quick:
-        args.backlog_plazas, args.backlog_seconds = 500, 40.0
-        args.live_seconds, args.search_steps = 45.0, 0
-        args.rss_plazas = 0
+        args.backlog_plazas, args.backlog_seconds = 200, 60.0
+        args.live_seconds, args.search_steps = 90.0, 0
+        args.rss_plazas, args.fit_plazas = 0, [50, 100, 200]
 
     started = time.time()
     with scratch_dir() as tmp:
@@ -76,7 +85,9 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
     bootstrap = args.bootstrap
     demand = Demand()
     t0 = time.perf_counter()
-    span_start = int(time.time() * 1000) - int(args.backlog_seconds * 1000) - 60_000
+    # History: the backlog ends a few minutes ago, with one bias-fit minute mark mid-span.
+    backlog_ms = int(args.backlog_seconds * 1000)
+    span_start = align(int(time.time() * 1000) - backlog_ms - 300_000, backlog_ms // 2)
     load = generate_load(args.backlog_plazas, span_start, args.backlog_seconds)
     generation_rate = len(load) / (time.perf_counter() - t0)
     log(
@@ -116,9 +127,16 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         two = drain(bootstrap, load, args.backlog_plazas, 2, workdir)
         log(f"two workers drain at {two.rate:,.0f} events/s")
 
+    fits = [fit_cost.measure(n) for n in args.fit_plazas]
+    for f in fits:
+        log(
+            f"scale-bias fit, {f.scales} scales: {f.seconds:.2f} s, {f.peak_bytes / 2**20:,.0f} MiB"
+        )
     probe = None
     if args.rss_plazas:
-        probe_load = generate_load(args.rss_plazas, span_start, args.rss_seconds, seed=2)
+        # Just after a minute mark: the probe's few seconds see no bias fit (fit_cost does).
+        probe_start = align(span_start - 120_000, -1000)
+        probe_load = generate_load(args.rss_plazas, probe_start, args.rss_seconds, seed=2)
         probe = drain(bootstrap, probe_load, args.rss_plazas, 1, workdir)
         log(f"{args.rss_plazas} plazas: peak RSS {probe.peak_rss_bytes[0] / 2**20:,.0f} MiB")
 
@@ -133,6 +151,7 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         live_seconds=args.live_seconds,
         generation_rate=generation_rate,
         in_process_rate=in_process,
+        fits=fits,
         rss_probe=probe,
         produce_rate=produce_rate,
         bare=bare,

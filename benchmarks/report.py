@@ -15,10 +15,11 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from benchmarks.fit_cost import FitCost, power_law
 from benchmarks.kafka_io import PARTITIONS, ConsumeRate
 from benchmarks.latency import Percentiles
 from benchmarks.synthetic import DETECTOR, LANES, TRUCK_LANES, Demand
-from benchmarks.trials import CATCH_UP_S, WARM_UP_S, DrainResult, LiveResult
+from benchmarks.trials import CATCH_UP_S, TAIL_S, WARM_UP_S, DrainResult, LiveResult
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -35,6 +36,7 @@ class BenchReport:
     live_seconds: float
     generation_rate: float
     in_process_rate: float
+    fits: list[FitCost]
     rss_probe: DrainResult | None
     produce_rate: float
     bare: list[ConsumeRate]
@@ -222,8 +224,10 @@ def render(r: BenchReport) -> str:
         "## Throughput: draining a backlog, side by side",
         "",
         f"{r.backlog_events:,} events ({r.backlog_plazas:,} plazas × "
-        f"{r.backlog_seconds:.0f} s of event time), read by each consumer in turn from the "
-        "same topics in the same run.",
+        f"{r.backlog_seconds:.0f} s of event time, a minute mark of the scale-bias fit in its "
+        "middle), read by each consumer in turn from the same topics in the same run. The "
+        "worker's rate depends on the number of plazas (the fit grows with the scales), so it "
+        "holds for this backlog's plazas only.",
         "",
         "| consumer | events/s | worker / this |",
         "|---|---|---|",
@@ -256,7 +260,10 @@ def render(r: BenchReport) -> str:
         "## Latency and the rating: live, paced in real time",
         "",
         f"One worker in live mode; events stamped with the current time and produced when "
-        f"the wall clock reaches them, for {r.live_seconds:.0f} s per plaza count. The "
+        f"the wall clock reaches them, for {r.live_seconds:.0f} s per plaza count, so that "
+        "one whole minute of windows is measured, centred on the minute mark at which the "
+        "worker refreshes the scale-bias fit: each run sees the fit as often as service "
+        "does. The "
         f"maximum from the drain is {r.one.rate:,.0f} events/s = {r.n_max:,} plazas (rounded); "
         f"50 % and 80 % of it come first; then, while every count passes, the next is the "
         f"drain maximum and then half as much again (live, the worker may beat its backlog "
@@ -287,10 +294,11 @@ def render(r: BenchReport) -> str:
         "the next detection and transaction arrive some hundreds of ms after a boundary. "
         "It is what an operator sees from the end of a 5 s window to its estimate.",
         f"- Windows closing in the first {WARM_UP_S:.0f} s (group join, first fetches) and "
-        "in the last 10 s (no detections after them to close them) are left out; an "
+        f"in the last {TAIL_S:.0f} s (no detections after them to close them) are left out; an "
         "estimate expected in between that never arrived counts as infinitely late. "
         "Alerts are counted, not timed: peak traffic raises few, at times no one chose.",
         "",
+        *_fit_text(r),
         "## Memory",
         "",
         "Peak RSS is the worker's `VmHWM` (the kernel's high-water mark) at the end of each trial.",
@@ -350,6 +358,60 @@ def _trial_row(t: LiveResult) -> str:
         f"| {t.alerts:,} | {t.peak_rss_bytes / MIB:,.0f} MiB | {t.cpu_share:.2f} "
         f"| {t.machine_busy:.0%} | {'yes' if t.caught_up else 'no'} | {_mark(t.passed)} |"
     )
+
+
+def _fit_text(r: BenchReport) -> list[str]:
+    """The scale-bias fit: measured at small sizes, extrapolated to the rating and beyond."""
+    if len(r.fits) < 2:
+        return []
+    largest = max(r.fits, key=lambda f: f.scales)
+    per_plaza = largest.scales / largest.plazas
+    a_t, k_t = power_law([(f.scales, f.seconds) for f in r.fits])
+    a_m, k_m = power_law([(f.scales, float(f.peak_bytes)) for f in r.fits])
+
+    def at(plazas: int) -> str:
+        scales = per_plaza * plazas
+        seconds = a_t * scales**k_t
+        return (
+            f"{plazas:,} plazas (≈{scales:,.0f} scales): ≈{_duration(seconds)} and "
+            f"≈{a_m * scales**k_m / GIB:,.1f} GiB per fit"
+        )
+
+    sizes = sorted({r.rating, PLAZA_TARGET} - {0})
+    return [
+        "## The network-wide scale-bias fit",
+        "",
+        "The worker refreshes the scale-bias fit (`detectors/scale_bias.py`, SPEC.md §4.3) "
+        "once a minute of event time, over every scale with pairs in its window, inside "
+        "its event loop: while it runs, no event is processed and no estimate leaves. One "
+        "fit, timed in this process on the standard load's pairs (memory: Python and numpy "
+        "allocations during the fit, by `tracemalloc`):",
+        "",
+        "| plazas | scales in the fit | pairs | one fit | memory |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {f.plazas:,} | {f.scales:,} | {f.pairs:,} | {f.seconds:.2f} s | "
+            f"{f.peak_bytes / MIB:,.0f} MiB |"
+            for f in sorted(r.fits, key=lambda f: f.plazas)
+        ),
+        "",
+        f"Time grows as scales^{k_t:.1f} and memory as scales^{k_m:.1f} (least squares in "
+        "log-log; dense normal equations are solved, so cubic and quadratic are what to "
+        f"expect). Extrapolated: {'; '.join(at(n) for n in sizes)}. A fit that stalls the "
+        "loop for more than about a second a minute puts more than 1 % of the estimates "
+        "behind by over a second, so the fit, not the per-event work, sets the plaza rating "
+        "once it grows past that; a fit longer than a minute means the worker can never "
+        "keep up. The memory probe below stops short of a fit.",
+        "",
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:,.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.0f} min"
+    return f"{seconds / 3600:,.0f} h"
 
 
 def _live_limit(r: BenchReport) -> list[str]:

@@ -25,10 +25,22 @@ from benchmarks.worker_proc import (
     machine_cpu,
     start_worker,
 )
+from tollmon.weighing_flow import BIAS_EVERY_MS
 
 WORKER_PORTS = (6166, 6167)  # not the ports Prometheus scrapes: benchmark metrics stay out
 WARM_UP_S = 20.0  # group join, first fetches, first boundaries: not the steady state
 CATCH_UP_S = 20.0  # after the last event is produced, how long the worker gets to finish
+TAIL_S = 10.0  # the last windows: no detections come after them to close them
+
+
+def align(earliest_ms: int, offset_ms: int) -> int:
+    """The first start at or after `earliest_ms` whose `offset_ms` falls on a minute mark.
+
+    The worker refreshes the network-wide scale-bias fit once a minute of event time
+    (`tollmon.weighing_flow.BIAS_EVERY_MS`), stalling its event loop meanwhile: a run that
+    measures one whole minute around that mark sees the fit as often as service does.
+    """
+    return earliest_ms + (-(earliest_ms + offset_ms)) % BIAS_EVERY_MS
 
 
 class _EstimateHead(msgspec.Struct):
@@ -205,9 +217,11 @@ def live(
     progress = kafka_io.GroupProgress(bootstrap, prefix, group)
     try:
         _wait_for_members(bootstrap, group, 1)
-        # Event times start when generation will be done, so the first events go out on time.
+        # Event times start once generation is done, so the first events go out on time,
+        # and the measured minute is centred on the bias fit's minute mark (see align).
         expected = 5.0 * plazas * duration_s
-        start_ms = int((time.time() + 2.0 + 1.5 * expected / generation_rate) * 1000)
+        earliest = int((time.time() + 2.0 + 1.5 * expected / generation_rate) * 1000)
+        start_ms = align(earliest, int((WARM_UP_S + (duration_s - WARM_UP_S - TAIL_S) / 2) * 1000))
         load = generate_load(plazas, start_ms, duration_s, seed=seed)
         cpu0, machine0, wall0 = worker.cpu_seconds(), machine_cpu(), time.monotonic()
         produced_at = kafka_io.produce(load, bootstrap, prefix, paced=True)
@@ -264,7 +278,7 @@ def _latencies(
     """
     first_ms = int(load.ts.min())
     lo = first_ms + int(WARM_UP_S * 1000)
-    hi = first_ms + int((load.span_s - 10.0) * 1000)
+    hi = first_ms + int((load.span_s - TAIL_S) * 1000)
     heads = [_estimate.decode(m.value) for m in estimates]
     boundary = np.array([h.ts for h in heads], dtype=np.int64)
     plaza = np.array([int(h.plaza_id[1:]) for h in heads], dtype=np.int64)

@@ -9,6 +9,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from benchmarks.fit_cost import FitCost
 from benchmarks.kafka_io import ConsumeRate
 from benchmarks.latency import Percentiles, closing_times
 from benchmarks.report import BenchReport, render
@@ -204,6 +205,7 @@ def test_saved_numbers_render_the_same_report_again() -> None:
         live_seconds=45.0,
         generation_rate=80_000.0,
         in_process_rate=10_000.0,
+        fits=[FitCost(100, 400, 900, 0.5, 5 << 20), FitCost(200, 800, 1800, 2.0, 20 << 20)],
         rss_probe=None,
         produce_rate=150_000.0,
         bare=[ConsumeRate("aiokafka", 100_000, 0.5)],
