@@ -24,7 +24,7 @@ from benchmarks.synthetic import (
     serve_in_order,
     standard_network,
 )
-from benchmarks.trials import DrainResult, LiveResult
+from benchmarks.trials import DrainResult, LiveResult, align
 from tollmon.network import parse_network
 from tollmon.validation import validator_for
 
@@ -227,3 +227,17 @@ def test_saved_numbers_render_the_same_report_again() -> None:
     assert again.at80.latency.p99 == np.inf
     assert render(again) == render(report)
     assert "| plaza rating, one worker process | **150** plazas" in render(report)
+
+
+@pytest.mark.parametrize(
+    ("earliest_ms", "offset_ms"),
+    [(1_750_000_000_123, 50_000), (1_750_000_010_000, 30_000), (1_750_000_000_000, -1_000)],
+    ids=["live", "backlog", "just-after-a-mark"],
+)
+def test_runs_are_aligned_so_the_offset_falls_on_the_next_minute_mark(
+    earliest_ms: int, offset_ms: int
+) -> None:
+    start = align(earliest_ms, offset_ms)
+
+    assert (start + offset_ms) % 60_000 == 0
+    assert earliest_ms <= start < earliest_ms + 60_000
