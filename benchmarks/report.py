@@ -17,7 +17,6 @@ import numpy as np
 
 from benchmarks.fit_cost import FitCost, power_law
 from benchmarks.kafka_io import PARTITIONS, ConsumeRate
-from benchmarks.latency import Percentiles
 from benchmarks.synthetic import DETECTOR, LANES, TRUCK_LANES, Demand
 from benchmarks.trials import CATCH_UP_S, TAIL_S, WARM_UP_S, DrainResult, LiveResult
 
@@ -492,6 +491,3 @@ def _s(seconds: float) -> str:
 
 def _mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
-
-
-__all__ = ["BenchReport", "Percentiles", "machine_info", "render", "rss_fit"]

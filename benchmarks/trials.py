@@ -14,6 +14,8 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from benchmarks import kafka_io
 from benchmarks.latency import Percentiles, closing_times
@@ -186,9 +188,6 @@ def _time_drain(
 
 
 def _wait_for_members(bootstrap: str, group: str, members: int, timeout_s: float = 120) -> None:
-    from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
-
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
