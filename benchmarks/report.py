@@ -352,7 +352,7 @@ def render(r: BenchReport) -> str:
 def _trial_row(t: LiveResult) -> str:
     return (
         f"| {t.plazas:,} | {t.offered_rate:,.0f} | {_s(t.latency.p50)} | {_s(t.latency.p99)} "
-        f"| {_s(t.latency.max)} | {t.latency_trend_s:+.3f} s "
+        f"| {_s(t.latency.max)} | {_signed_s(t.latency_trend_s)} "
         f"| {_s(t.since_boundary.p50)} | {_s(t.since_boundary.p99)} "
         f"| {t.alerts:,} | {t.peak_rss_bytes / MIB:,.0f} MiB | {t.cpu_share:.2f} "
         f"| {t.machine_busy:.0%} | {'yes' if t.caught_up else 'no'} | {_mark(t.passed)} |"
@@ -373,7 +373,7 @@ def _fit_text(r: BenchReport) -> list[str]:
         seconds = a_t * scales**k_t
         return (
             f"{plazas:,} plazas (≈{scales:,.0f} scales): ≈{_duration(seconds)} and "
-            f"≈{a_m * scales**k_m / GIB:,.1f} GiB per fit"
+            f"≈{_size(a_m * scales**k_m)} per fit"
         )
 
     sizes = sorted({r.rating, PLAZA_TARGET} - {0})
@@ -432,9 +432,9 @@ def _live_limit(r: BenchReport) -> list[str]:
         )
     elif t.cpu_share < 0.85:
         text += (
-            "The worker was neither saturated nor starved, yet events waited: the delay is "
-            "not a lack of CPU but time events spend queued in the worker or its fetches "
-            "(this benchmark does not say which)."
+            "Over the run the worker had CPU to spare, yet events waited: the delay comes "
+            "from stalls, not from the average load — compare the maximum latency with "
+            "the time of one scale-bias fit below."
         )
     else:
         text += "The worker was CPU-bound at this rate."
@@ -487,6 +487,14 @@ def _s(seconds: float) -> str:
     if math.isinf(seconds):
         return "∞ (missing)"
     return f"{seconds:.3f} s"
+
+
+def _signed_s(seconds: float) -> str:
+    return "–" if math.isnan(seconds) else f"{seconds:+.3f} s"
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / GIB:,.1f} GiB" if n_bytes >= GIB else f"{n_bytes / MIB:,.0f} MiB"
 
 
 def _mark(ok: bool) -> str:
