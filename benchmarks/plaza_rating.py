@@ -122,6 +122,16 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
     log(f"ingest + detectors in-process: {in_process:,.0f} events/s")
     one = drain(bootstrap, load, args.backlog_plazas, 1, workdir, prefilled_prefix=prefix)
     log(f"one worker drains at {one.rate:,.0f} events/s, CPU {one.cpu_share[0]:.2f}")
+    # The same traffic without trip pairs: no scale-bias fit, only the per-event work.
+    unpaired = generate_load(
+        args.backlog_plazas,
+        span_start,
+        args.backlog_seconds,
+        replace(demand, paired_exit_share=0.0),
+        seed=1,
+    )
+    no_fit = drain(bootstrap, unpaired, args.backlog_plazas, 1, workdir)
+    log(f"one worker, no pairs, drains at {no_fit.rate:,.0f} events/s")
     two = None
     if not args.no_two_workers:
         two = drain(bootstrap, load, args.backlog_plazas, 2, workdir)
@@ -156,6 +166,7 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         produce_rate=produce_rate,
         bare=bare,
         one=one,
+        one_without_fit=no_fit,
         two=two,
         n_max=search.n_max,
         at50=search.trials[search.at50],

@@ -40,6 +40,7 @@ class BenchReport:
     produce_rate: float
     bare: list[ConsumeRate]
     one: DrainResult
+    one_without_fit: DrainResult  # the same traffic without trip pairs
     two: DrainResult | None
     n_max: int
     at50: LiveResult
@@ -236,6 +237,8 @@ def render(r: BenchReport) -> str:
             for b in r.bare
         ),
         f"| tollmon worker, 1 process (replay mode) | {r.one.rate:,.0f} | 1.00 |",
+        f"| tollmon worker, 1 process, same traffic without trip pairs (no scale-bias fit) | "
+        f"{r.one_without_fit.rate:,.0f} | {r.one.rate / r.one_without_fit.rate:.2f} |",
         f"| ingest + detectors in-process, no Kafka or Faust (`benchmarks/in_process.py`) | "
         f"{r.in_process_rate:,.0f} | {r.one.rate / r.in_process_rate:.2f} |",
     ]
@@ -254,7 +257,10 @@ def render(r: BenchReport) -> str:
             if r.two is not None
             else ""
         )
-        + f". {_throughput_limit(r)}",
+        + f". {_throughput_limit(r)} Without trip pairs (nothing for the scale-bias fit) "
+        f"the worker drains {r.one_without_fit.rate:,.0f} events/s, which would carry about "
+        f"{r.one_without_fit.rate / r.demand.events_per_s:,.0f} plazas if the latency held: "
+        "the ceiling of the per-event work alone.",
         "",
         "## Latency and the rating: live, paced in real time",
         "",

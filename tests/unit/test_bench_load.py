@@ -210,6 +210,7 @@ def test_saved_numbers_render_the_same_report_again() -> None:
         produce_rate=150_000.0,
         bare=[ConsumeRate("aiokafka", 100_000, 0.5)],
         one=drained,
+        one_without_fit=drained,
         two=None,
         n_max=300,
         at50=_live(150, 0.2),
