@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 import uuid
 from dataclasses import replace
@@ -43,7 +44,7 @@ def main() -> None:
         "--rss-plazas", type=int, default=10_000, help="memory probe at this many plazas; 0: none"
     )
     parser.add_argument("--rss-seconds", type=float, default=2.0, help="event time of its load")
-    parser.add_argument("--search-steps", type=int, default=2, help="live trials after 50/80 %%")
+    parser.add_argument("--search-steps", type=int, default=3, help="live trials after 50/80 %%")
     parser.add_argument(
         "--fit-plazas",
         type=int,
@@ -194,9 +195,7 @@ class RatingSearch:
         self._args = args
         self._workdir = workdir
         self._generation_rate = generation_rate
-        # Counts are rounded to about a tenth of the maximum: a few trials then settle it.
-        self.step = max(10, round(max_plazas / 100) * 10)
-        self.n_max = max(self.step, int(max_plazas) // self.step * self.step)
+        self.n_max = self._round(max_plazas)
         self.at50 = self._round(0.5 * self.n_max)
         self.at80 = self._round(0.8 * self.n_max)
         self.trials: dict[int, LiveResult] = {}
@@ -223,7 +222,8 @@ class RatingSearch:
         lo, hi = self.lo, self.hi
         if hi is None:
             return self.n_max if self.n_max > lo else self._round(1.5 * lo)
-        if hi - lo <= self.step:
+        # Settled within about 15 % (or 10 plazas): the run's noise is larger than that.
+        if hi - lo <= max(10, 0.15 * hi):
             return None
         mid = self._round((lo + hi) / 2)
         return None if mid in (lo, hi) else mid
@@ -242,8 +242,13 @@ class RatingSearch:
             )
         return self.trials[n]
 
-    def _round(self, n: float) -> int:
-        return max(self.step, round(n / self.step) * self.step)
+    @staticmethod
+    def _round(n: float) -> int:
+        """Two significant digits, at least 10: 87 -> 90, 1234 -> 1200."""
+        if n < 10:
+            return 10
+        unit = int(10 ** max(0, math.floor(math.log10(n)) - 1))
+        return max(10, round(n / unit) * unit)
 
 
 def _median(passes: list[kafka_io.ConsumeRate]) -> kafka_io.ConsumeRate:

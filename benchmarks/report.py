@@ -165,8 +165,9 @@ def render(r: BenchReport) -> str:
         "",
         "| measure | result | target | |",
         "|---|---|---|---|",
-        f"| plaza rating, one worker process | **{rating_text}** plazas "
-        f"({r.rating * r.demand.events_per_s:,.0f} events/s) | ≥ {PLAZA_TARGET:,} | "
+        f"| plaza rating, one worker process | **{rating_text}** plazas"
+        f"{f' ({r.rating * r.demand.events_per_s:,.0f} events/s)' if r.rating else ''} "
+        f"| ≥ {PLAZA_TARGET:,} | "
         f"{_mark(r.rating >= PLAZA_TARGET)} |",
         f"| p99 latency at 80 % of the maximum ({r.at80.plazas:,} plazas) | "
         f"{_s(r.at80.latency.p99)} | ≤ 1 s | {_mark(r.at80.passed)} |",
@@ -469,21 +470,23 @@ def _throughput_limit(r: BenchReport) -> str:
 def _scaling_text(r: BenchReport, scaling: float | None) -> list[str]:
     if r.two is None or scaling is None:
         return ["Two workers were not run (`--no-two-workers`)."]
-    per_core = r.rating or r.n_max
+    per_core = r.one_without_fit.rate / r.demand.events_per_s
     return [
         f"Two worker processes in one consumer group drained at {r.two.rate:,.0f} events/s, "
-        f"{scaling:.2f}× one worker. On this machine that is bounded by its "
-        f"{r.machine['cores']} cores: the broker, the producer and both workers share them, "
-        "so a second worker mostly takes CPU from the first and from the broker.",
+        f"{scaling:.2f}× one worker (cores {r.two.machine_busy:.0%} busy). On this machine "
+        f"that is bounded by its {r.machine['cores']} cores: the broker, the producer and "
+        "both workers share them, so a second worker mostly takes CPU from the first and "
+        "from the broker; and the scale-bias fit, which reads one single-partition topic of "
+        "all the network's pairs, runs in one of the two whatever their number.",
         "",
-        f"On paper, N workers on N cores of their own (broker elsewhere) carry about N × "
-        f"{per_core:,} plazas: plazas are independent (keyed by plaza, co-partitioned), so "
-        "the work divides by partition. Limits: a worker needs at least one partition of "
-        f"each input topic (`TOLLMON_PARTITIONS`, {PARTITIONS} here, so at most "
-        f"{PARTITIONS} busy workers), and the network-wide scale-bias fit reads one "
-        "single-partition topic of weighing pairs, so one worker does it for all — about "
-        f"{r.demand.vehicles_per_s * r.demand.truck_share / 2 * r.demand.paired_exit_share:.2f}"
-        " pairs/s per plaza, a small share of the load.",
+        "On paper, N workers on N cores of their own (broker elsewhere): the per-event work "
+        "divides by partition (plazas are keyed by plaza and co-partitioned), so N workers "
+        f"carry about N × {per_core:,.0f} plazas of it (the drain without trip pairs), up to "
+        f"one worker per partition (`TOLLMON_PARTITIONS`, {PARTITIONS} here). The "
+        "network-wide scale-bias fit does not divide: it stays on one worker and grows with "
+        "the whole network's scales (see its section), so as the fit is now, adding workers "
+        "does not raise the rating; it rises only once the fit is cheap (sparse) and off "
+        "the event loop.",
     ]
 
 
