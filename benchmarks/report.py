@@ -159,7 +159,9 @@ def render(r: BenchReport) -> str:
         "> This machine has "
         f"{m['cores']} cores, shared by the worker(s), the Kafka broker, the load producer "
         "and the bare consumers (and, while the benchmark ran, other work on the machine). "
-        "Numbers are for this machine and would be higher on one with cores to spare.",
+        "Numbers are for this machine and would be higher on one with cores to spare; "
+        "repeated runs here differ by tens of percent (see the share of the cores that was "
+        "busy in each measurement), so compare runs with that in mind.",
         "",
         "## Results against the targets (SPEC.md §7, issue #7)",
         "",
@@ -172,7 +174,7 @@ def render(r: BenchReport) -> str:
         f"| p99 latency at 80 % of the maximum ({r.at80.plazas:,} plazas) | "
         f"{_s(r.at80.latency.p99)} | ≤ 1 s | {_mark(r.at80.passed)} |",
         f"| throughput, worker / bare consumer ({best_bare.client}) | "
-        f"{r.one.rate:,.0f} / {best_bare.rate:,.0f} events/s = **{ratio:.2f}** | ≥ 0.5 | "
+        f"{r.one.rate:,.0f} / {best_bare.rate:,.0f} events/s = **{_ratio(ratio)}** | ≥ 0.5 | "
         f"{_mark(ratio >= 0.5)} |",
         f"| two workers / one worker (draining) | "
         f"{'not run' if scaling is None else f'**{scaling:.2f}×**'} | reported | |",
@@ -234,7 +236,7 @@ def render(r: BenchReport) -> str:
         "|---|---|---|",
         *(
             f"| bare {b.client} (read + msgspec decode) | {b.rate:,.0f} | "
-            f"{r.one.rate / b.rate if b.rate else 0:.2f} |"
+            f"{_ratio(r.one.rate / b.rate if b.rate else 0)} |"
             for b in r.bare
         ),
         f"| tollmon worker, 1 process (replay mode) | {r.one.rate:,.0f} | 1.00 |",
@@ -496,6 +498,10 @@ def _s(seconds: float) -> str:
     if math.isinf(seconds):
         return "∞ (missing)"
     return f"{seconds:.3f} s"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.4f}"
 
 
 def _signed_s(seconds: float) -> str:
