@@ -97,6 +97,8 @@ LENGTH_EWMA_ALPHA = 0.05
 # is idle: the waiting vehicles cannot use it (ETC lanes idle beside a manual queue).
 IDLE_SERVICE_FACTOR = 2.0
 HEADWAY_MIN_SPAN_S = 60.0
+# Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
+LANE_WINDOW_MS = 120_000
 
 
 class QueueEstimate(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,7 +147,7 @@ class ApproachEstimator:
         self._lane_open: dict[str, bool] = dict.fromkeys(self._lane_type, True)
         self._open_lanes = len(self._lane_open)
         self._lane_windows: dict[str, LaneServiceWindow] = {
-            lane: LaneServiceWindow(DEMAND_WINDOW_MS / 1000) for lane in self._lane_type
+            lane: LaneServiceWindow(LANE_WINDOW_MS / 1000) for lane in self._lane_type
         }
         self._arrivals = CumulativeCurve(CURVE_HORIZON_S)
         self._departures = CumulativeCurve(CURVE_HORIZON_S)
@@ -372,7 +374,7 @@ class ApproachEstimator:
         self._lane_type[lane_id] = "MIXED"
         self._lane_open[lane_id] = True
         self._open_lanes += 1
-        self._lane_windows[lane_id] = LaneServiceWindow(DEMAND_WINDOW_MS / 1000)
+        self._lane_windows[lane_id] = LaneServiceWindow(LANE_WINDOW_MS / 1000)
         return True
 
     def _process_departure(
@@ -534,7 +536,7 @@ class ApproachEstimator:
 
     def _idle_limit_ms(self, lane: str, window: LaneServiceWindow) -> float:
         if window.departures:
-            service_s = window.busy_s / window.departures
+            service_s = window.service_s / window.departures
         else:
             service_s = self.config.service.of_lane(self._lane_type[lane])
         # Outputs come every 5 s, so a lane's last departure is up to one period old when read.
@@ -561,7 +563,7 @@ class ApproachEstimator:
             if is_open:
                 window = self._lane_windows[lane]
                 window.prune(b)
-                loads.append(window.load(observed_s))
+                loads.append(window.load(observed_s, b))
         return loads
 
     def _spillback_check(
