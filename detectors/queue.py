@@ -84,7 +84,7 @@ FREE_FLOW_QUEUE_VEH = 0.5
 SPILLBACK_CLEAR_RATIO = 0.75
 # Demand before a spillback, measured upstream of the queue while the detector still could.
 SPILL_DEMAND_WINDOW_MS = 180_000
-# Bounds on how long that demand is assumed to persist behind the detector.
+# Bounds on the age of the surge that demand is assumed to keep its own (see the fade).
 SPILL_DECAY_MIN_MS = 60_000
 SPILL_DECAY_MAX_MS = 900_000
 # Detector flow below this share of the departures means the detector is no longer in the queue.
@@ -580,8 +580,14 @@ class ApproachEstimator:
         reach_veh = distance * stand_lanes / self._mean_length_m
         if not self._spillback and queue_veh >= reach_veh:
             self._start_spillback(b)
-        elif self._spillback and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh:
-            # The tail is back inside the detector: every queued vehicle has been counted.
+        elif (
+            self._spillback
+            and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh
+            and self._hidden_veh < 1.0
+        ):
+            # The tail is back inside the detector: every queued vehicle has been counted. A
+            # short visible queue alone does not say so: inside a spilled queue the detector
+            # passes the discharge, and the stretch down to the barriers need not be packed.
             self._end_spillback()
         hidden_wait_s = 0.0
         if self._spillback:
@@ -634,8 +640,10 @@ class ApproachEstimator:
         served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
         if arrived < SPILL_FLOW_RATIO * served:
             # A detector inside a queue counts what the barriers discharge; counting clearly
-            # less, it sees the tail go by: what was behind it is draining past it.
-            drained = (served - arrived) * BOUNDARY_MS / RATE_WINDOW_MS
+            # less, it sees the tail go by: nobody is queued upstream of it any more. Stop-and-go
+            # flow inside a queue can look the same for a minute, so the hidden part is drained
+            # at the discharge rate rather than dropped at once.
+            drained = served * BOUNDARY_MS / RATE_WINDOW_MS
             self._hidden_veh = max(self._hidden_veh - drained, 0.0)
             return
         if arrived * SPILL_FLOW_RATIO > served:
@@ -643,9 +651,10 @@ class ApproachEstimator:
             # arrive: the queue grows in view, not behind it.
             return
         # Behind the detector the queue grows by the demand it no longer lets through. Demand
-        # is unobservable now, so the one measured before the spillback is assumed to fade
-        # out over as long as the queue had taken to build: surges end, at an unknown time.
-        fade = math.exp(-(b - self._spill_started_ms) / self._spill_decay_ms)
+        # is unobservable now, and surges end at an unknown time: with no more than how long
+        # this one has lasted to go by (R, the queue's build-up), the chance it still goes on
+        # after a further t is taken as R / (R + t) (expected remaining life = age so far).
+        fade = self._spill_decay_ms / (self._spill_decay_ms + b - self._spill_started_ms)
         excess_per_ms = max(self._spill_demand_per_ms - arrived / RATE_WINDOW_MS, 0.0)
         self._hidden_veh += fade * excess_per_ms * BOUNDARY_MS
 
@@ -687,6 +696,8 @@ class ApproachEstimator:
             "wait_s": estimate.wait_s,
             "level": estimate.level,
             "spillback": estimate.spillback,
+            # The part of queue_veh beyond the detector: extrapolated demand, not counted.
+            "hidden_queue_veh": round(self._hidden_veh, 1),
             "method": estimate.method,
             "open_lanes": estimate.open_lanes,
             "configured_lanes": len(self._lane_type),
