@@ -579,7 +579,7 @@ class ApproachEstimator:
         stand_lanes = self._standing_lanes(open_lanes)
         reach_veh = distance * stand_lanes / self._mean_length_m
         if not self._spillback and queue_veh >= reach_veh:
-            self._start_spillback(b)
+            self._start_spillback(b, reach_veh)
         elif (
             self._spillback
             and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh
@@ -591,7 +591,7 @@ class ApproachEstimator:
             self._end_spillback()
         hidden_wait_s = 0.0
         if self._spillback:
-            self._grow_hidden_queue(b)
+            self._grow_hidden_queue(b, queue_veh)
             # The detector sits in the queue and undercounts it: it is at least that long,
             # plus what the demand seen before the spillback has piled up behind it since.
             queue_veh = max(queue_veh, reach_veh) + self._hidden_veh
@@ -621,23 +621,35 @@ class ApproachEstimator:
                 stand = min(stand, lanes * share_of_road / share_of_queue)
         return max(stand, 1.0)
 
-    def _start_spillback(self, b: int) -> None:
+    def _start_spillback(self, b: int, reach_veh: float) -> None:
         self._spillback = True
         self._spill_started_ms = b
         span_ms = min(SPILL_DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
         arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - span_ms)
         self._spill_demand_per_ms = arrived / span_ms
-        rising_ms = b - (self._queue_rising_since or b)
-        self._spill_decay_ms = float(min(max(rising_ms, SPILL_DECAY_MIN_MS), SPILL_DECAY_MAX_MS))
+        # How old the surge is: at least as long as the queue has been rising, and as long as
+        # the measured excess of demand over discharge takes to pile up the queue that now
+        # reaches the detector (demand continuity; the rising time misses its slow start).
+        age_ms = float(b - (self._queue_rising_since or b))
+        served = self._departures.total - self._departures.count_at(b - span_ms)
+        excess_per_ms = (arrived - served) / span_ms
+        if excess_per_ms > 0:
+            age_ms = max(age_ms, reach_veh / excess_per_ms)
+        self._spill_decay_ms = min(max(age_ms, SPILL_DECAY_MIN_MS), SPILL_DECAY_MAX_MS)
         self._hidden_veh = 0.0
 
     def _end_spillback(self) -> None:
         self._spillback = False
         self._hidden_veh = 0.0
 
-    def _grow_hidden_queue(self, b: int) -> None:
+    def _grow_hidden_queue(self, b: int, counted_veh: float) -> None:
         arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - RATE_WINDOW_MS)
         served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
+        if arrived == 0 and counted_veh < 1:
+            # Nobody crossed the detector for a minute and nobody counted is left: the queue
+            # behind it, being only an extrapolation, has no evidence left either.
+            self._hidden_veh = 0.0
+            return
         if arrived < SPILL_FLOW_RATIO * served:
             # A detector inside a queue counts what the barriers discharge; counting clearly
             # less, it sees the tail go by: nobody is queued upstream of it any more. Stop-and-go
