@@ -234,10 +234,55 @@ def write_report(
                 f" {h.visible_mae_veh:.2f} / {h.hidden_mae_veh:.2f} |"
             )
         lines.append("")
+    lines += _before_after(list(evaluations) + list(seeds))
     lines += _FINDINGS
     path = out / "sumo.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# Measured at main ef04d28, before the spillback and headway changes of issue #3, with this
+# same harness: (scenario, seed, variant) → (queue MAE veh, wait MAE s, onset delay s or None).
+_BEFORE: dict[tuple[str, int, str], tuple[float, float, float | None]] = {
+    ("short", 7, "input_output"): (3.35, 4.7, 28.0),
+    ("short", 7, "no_plates"): (3.41, 6.4, 28.0),
+    ("short", 7, "headway"): (16.99, 34.2, None),
+    ("full", 3, "input_output"): (5.95, 13.6, 0.0),
+    ("full", 3, "no_plates"): (6.69, 16.1, 0.0),
+    ("full", 3, "headway"): (14.28, 32.9, None),
+    ("full", 11, "input_output"): (2.66, 5.0, 438.0),
+    ("full", 11, "no_plates"): (3.10, 7.8, 438.0),
+    ("full", 11, "headway"): (9.96, 22.6, None),
+    ("full", 19, "input_output"): (2.10, 5.0, 20.0),
+    ("full", 19, "no_plates"): (4.35, 9.4, 20.0),
+    ("full", 19, "headway"): (13.38, 27.0, None),
+    ("full", 23, "input_output"): (10.71, 23.0, 65.0),
+    ("full", 23, "no_plates"): (12.01, 26.9, 65.0),
+    ("full", 23, "headway"): (22.32, 49.4, None),
+}
+
+
+def _before_after(evaluations: Sequence[Evaluation]) -> list[str]:
+    lines = [
+        "## Before and after issue #3 (SPEC truth; onset delay from the first touch)",
+        "",
+        "| scenario | seed | variant | queue MAE before → now (veh) | wait MAE before → now"
+        " (s) | onset delay before → now |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ev in evaluations:
+        for r in ev.results:
+            before = _BEFORE.get((ev.scenario.name, ev.scenario.seed, r.variant.name))
+            if before is None:
+                continue
+            s = r.scores
+            lines.append(
+                f"| {ev.scenario.name} | {ev.scenario.seed} | {r.variant.name} |"
+                f" {before[0]:.2f} → {s.queue_mae_veh:.2f} | {before[1]:.1f} → {s.wait_mae_s:.1f} |"
+                f" {_s(before[2])} → {_s(s.onset_delay_s)} |"
+            )
+    lines.append("")
+    return lines
 
 
 _FINDINGS: list[str] = [
