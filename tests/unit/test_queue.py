@@ -316,3 +316,18 @@ def test_the_spillback_holds_until_the_detector_sees_the_tail_go_by() -> None:
     # Then the detector falls silent while the barrier keeps serving: the tail has passed.
     assert not estimates[-1].spillback
     assert estimates[-1].queue_veh == 0.0
+
+
+def test_the_alert_says_how_much_of_the_queue_is_beyond_the_detector() -> None:
+    # A platoon fills the 30 m stretch at once; from then on the detector counts the discharge.
+    events: list[QueueEvent] = [arrival(0.0), arrival(1.0, count=8)]
+    events += [arrival(10.0 * k) for k in range(1, 40)]
+    events += [departure(TAU_S + 10.0 * (k + 1)) for k in range(48)]
+
+    estimates, alerts = replay(approach(distance_m=30.0, queue_lanes=1), events, until_s=400.0)
+
+    fired = alerts[0]
+    raised_at = next(e for e in estimates if e.ts == fired.evidence["ts"])
+    hidden = fired.evidence["hidden_queue_veh"]
+    assert isinstance(hidden, float)
+    assert 0 < hidden < raised_at.queue_veh
