@@ -11,6 +11,10 @@ MAX_HEADWAY_UTILISATION = 0.95
 # A headway up to this multiple of the expected service time means the next vehicle was already
 # waiting when the previous one left: the lane stayed busy (a saturation headway).
 SATURATION_HEADWAY_FACTOR = 1.5
+# A vehicle waiting behind the barrier needs a few seconds to pull up once the previous one
+# leaves (toll booths: 2-4 s). A reported service that began no later than this after the previous
+# departure was queued: the lane was busy for the whole headway, move-up included.
+MOVE_UP_MAX_S = 5.0
 
 
 def mg1_queue(
@@ -39,6 +43,8 @@ class LaneServiceWindow:
     """Departures of one lane over a sliding event-time window, with running service sums."""
 
     __slots__ = (
+        "_busy",
+        "_busy_sum_s",
         "_n",
         "_services",
         "_sum_s",
@@ -52,6 +58,8 @@ class LaneServiceWindow:
         self._window_ms = round(window_s * 1000)
         self._times: deque[int] = deque()
         self._services: deque[float] = deque()
+        self._busy: deque[float] = deque()
+        self._busy_sum_s = 0.0
         self._n = 0
         self._sum_s = 0.0
         self._sum_s2 = 0.0
@@ -67,12 +75,21 @@ class LaneServiceWindow:
         return typical_s
 
     def add(self, ts_ms: int, service_s: float) -> None:
-        """Record one departure (event-time order)."""
+        """Record one departure (event-time order) and how long it kept the lane busy."""
+        busy_s = service_s
+        if self.last_departure_ms is not None:
+            headway_s = (ts_ms - self.last_departure_ms) / 1000.0
+            if 0 < headway_s <= service_s + MOVE_UP_MAX_S:
+                # Queued behind the previous vehicle: its move-up is part of the lane's cycle,
+                # not idle time, or a saturated lane would look far from saturation.
+                busy_s = headway_s
         self._times.append(ts_ms)
         self._services.append(service_s)
+        self._busy.append(busy_s)
         self._n += 1
         self._sum_s += service_s
         self._sum_s2 += service_s * service_s
+        self._busy_sum_s += busy_s
         if self.last_departure_ms is None or ts_ms > self.last_departure_ms:
             self.last_departure_ms = ts_ms
         # Bounded memory whether or not anyone reads the window.
@@ -85,6 +102,7 @@ class LaneServiceWindow:
         while self._times and self._times[0] <= horizon:
             self._times.popleft()
             s = self._services.popleft()
+            self._busy_sum_s -= self._busy.popleft()
             self._n -= 1
             self._sum_s -= s
             self._sum_s2 -= s * s
@@ -92,6 +110,7 @@ class LaneServiceWindow:
             # Running sums drift by rounding; an empty window is the moment to zero them exactly.
             self._sum_s = 0.0
             self._sum_s2 = 0.0
+            self._busy_sum_s = 0.0
 
     @property
     def departures(self) -> int:
@@ -99,20 +118,40 @@ class LaneServiceWindow:
         return self._n
 
     @property
-    def busy_s(self) -> float:
+    def service_s(self) -> float:
         """Seconds of service given in the window."""
         return self._sum_s
 
-    def load(self, observed_s: float) -> LaneLoad:
+    @property
+    def busy_s(self) -> float:
+        """Seconds the lane was busy in the window: service plus the move-ups of queued vehicles."""
+        return self._busy_sum_s
+
+    def load(self, observed_s: float, now_ms: int) -> LaneLoad:
         """Throughput, service moments and utilisation over the observed part of the window."""
-        span_s = min(observed_s, self._window_ms / 1000.0)
-        if self._n == 0 or span_s <= 0:
+        span_ms = round(min(observed_s * 1000, self._window_ms))
+        if self._n == 0 or span_ms <= 0:
             return LaneLoad(0.0, 0.0, 0.0, 0.0)
         mean = self._sum_s / self._n
         variance = max(self._sum_s2 / self._n - mean * mean, 0.0)
         scv = variance / (mean * mean) if mean > 0 else 0.0
-        rate = self._n / span_s
-        return LaneLoad(rate, mean, scv, min(self._sum_s / span_s, 1.0))
+        # A queued vehicle occupies the lane for its move-up too: that is its effective service.
+        cycle_s = self._busy_sum_s / self._n
+        start_ms = now_ms - span_ms
+        # Only the part of the oldest busy spell inside the window counts, or the utilisation
+        # would jump by a whole cycle as departures enter and leave the window.
+        first_busy_ms = self._busy[0] * 1000
+        busy_ms = self._busy_sum_s * 1000 - min(
+            max(start_ms - (self._times[0] - first_busy_ms), 0.0), first_busy_ms
+        )
+        end_ms = now_ms
+        last = self.last_departure_ms
+        if last is not None and now_ms - last <= cycle_s * 1000:
+            # The next vehicle is most likely in service already: not idle time, just unseen.
+            end_ms = last
+        observed_ms = max(end_ms - start_ms, 1)
+        rate = self._n * 1000 / span_ms
+        return LaneLoad(rate, cycle_s, scv, min(max(busy_ms, 0.0) / observed_ms, 1.0))
 
 
 def headway_queue(loads: list[LaneLoad]) -> tuple[float, float]:

@@ -84,7 +84,7 @@ FREE_FLOW_QUEUE_VEH = 0.5
 SPILLBACK_CLEAR_RATIO = 0.75
 # Demand before a spillback, measured upstream of the queue while the detector still could.
 SPILL_DEMAND_WINDOW_MS = 180_000
-# Bounds on how long that demand is assumed to persist behind the detector.
+# Bounds on the age of the surge that demand is assumed to keep its own (see the fade).
 SPILL_DECAY_MIN_MS = 60_000
 SPILL_DECAY_MAX_MS = 900_000
 # Detector flow below this share of the departures means the detector is no longer in the queue.
@@ -97,6 +97,8 @@ LENGTH_EWMA_ALPHA = 0.05
 # is idle: the waiting vehicles cannot use it (ETC lanes idle beside a manual queue).
 IDLE_SERVICE_FACTOR = 2.0
 HEADWAY_MIN_SPAN_S = 60.0
+# Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
+LANE_WINDOW_MS = 120_000
 
 
 class QueueEstimate(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,7 +147,7 @@ class ApproachEstimator:
         self._lane_open: dict[str, bool] = dict.fromkeys(self._lane_type, True)
         self._open_lanes = len(self._lane_open)
         self._lane_windows: dict[str, LaneServiceWindow] = {
-            lane: LaneServiceWindow(DEMAND_WINDOW_MS / 1000) for lane in self._lane_type
+            lane: LaneServiceWindow(LANE_WINDOW_MS / 1000) for lane in self._lane_type
         }
         self._arrivals = CumulativeCurve(CURVE_HORIZON_S)
         self._departures = CumulativeCurve(CURVE_HORIZON_S)
@@ -372,7 +374,7 @@ class ApproachEstimator:
         self._lane_type[lane_id] = "MIXED"
         self._lane_open[lane_id] = True
         self._open_lanes += 1
-        self._lane_windows[lane_id] = LaneServiceWindow(DEMAND_WINDOW_MS / 1000)
+        self._lane_windows[lane_id] = LaneServiceWindow(LANE_WINDOW_MS / 1000)
         return True
 
     def _process_departure(
@@ -534,7 +536,7 @@ class ApproachEstimator:
 
     def _idle_limit_ms(self, lane: str, window: LaneServiceWindow) -> float:
         if window.departures:
-            service_s = window.busy_s / window.departures
+            service_s = window.service_s / window.departures
         else:
             service_s = self.config.service.of_lane(self._lane_type[lane])
         # Outputs come every 5 s, so a lane's last departure is up to one period old when read.
@@ -561,7 +563,7 @@ class ApproachEstimator:
             if is_open:
                 window = self._lane_windows[lane]
                 window.prune(b)
-                loads.append(window.load(observed_s))
+                loads.append(window.load(observed_s, b))
         return loads
 
     def _spillback_check(
@@ -577,13 +579,19 @@ class ApproachEstimator:
         stand_lanes = self._standing_lanes(open_lanes)
         reach_veh = distance * stand_lanes / self._mean_length_m
         if not self._spillback and queue_veh >= reach_veh:
-            self._start_spillback(b)
-        elif self._spillback and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh:
-            # The tail is back inside the detector: every queued vehicle has been counted.
+            self._start_spillback(b, reach_veh)
+        elif (
+            self._spillback
+            and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh
+            and self._hidden_veh < 1.0
+        ):
+            # The tail is back inside the detector: every queued vehicle has been counted. A
+            # short visible queue alone does not say so: inside a spilled queue the detector
+            # passes the discharge, and the stretch down to the barriers need not be packed.
             self._end_spillback()
         hidden_wait_s = 0.0
         if self._spillback:
-            self._grow_hidden_queue(b)
+            self._grow_hidden_queue(b, queue_veh)
             # The detector sits in the queue and undercounts it: it is at least that long,
             # plus what the demand seen before the spillback has piled up behind it since.
             queue_veh = max(queue_veh, reach_veh) + self._hidden_veh
@@ -613,27 +621,41 @@ class ApproachEstimator:
                 stand = min(stand, lanes * share_of_road / share_of_queue)
         return max(stand, 1.0)
 
-    def _start_spillback(self, b: int) -> None:
+    def _start_spillback(self, b: int, reach_veh: float) -> None:
         self._spillback = True
         self._spill_started_ms = b
         span_ms = min(SPILL_DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
         arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - span_ms)
         self._spill_demand_per_ms = arrived / span_ms
-        rising_ms = b - (self._queue_rising_since or b)
-        self._spill_decay_ms = float(min(max(rising_ms, SPILL_DECAY_MIN_MS), SPILL_DECAY_MAX_MS))
+        # How old the surge is: at least as long as the queue has been rising, and as long as
+        # the measured excess of demand over discharge takes to pile up the queue that now
+        # reaches the detector (demand continuity; the rising time misses its slow start).
+        age_ms = float(b - (self._queue_rising_since or b))
+        served = self._departures.total - self._departures.count_at(b - span_ms)
+        excess_per_ms = (arrived - served) / span_ms
+        if excess_per_ms > 0:
+            age_ms = max(age_ms, reach_veh / excess_per_ms)
+        self._spill_decay_ms = min(max(age_ms, SPILL_DECAY_MIN_MS), SPILL_DECAY_MAX_MS)
         self._hidden_veh = 0.0
 
     def _end_spillback(self) -> None:
         self._spillback = False
         self._hidden_veh = 0.0
 
-    def _grow_hidden_queue(self, b: int) -> None:
+    def _grow_hidden_queue(self, b: int, counted_veh: float) -> None:
         arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - RATE_WINDOW_MS)
         served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
+        if arrived == 0 and counted_veh < 1:
+            # Nobody crossed the detector for a minute and nobody counted is left: the queue
+            # behind it, being only an extrapolation, has no evidence left either.
+            self._hidden_veh = 0.0
+            return
         if arrived < SPILL_FLOW_RATIO * served:
             # A detector inside a queue counts what the barriers discharge; counting clearly
-            # less, it sees the tail go by: what was behind it is draining past it.
-            drained = (served - arrived) * BOUNDARY_MS / RATE_WINDOW_MS
+            # less, it sees the tail go by: nobody is queued upstream of it any more. Stop-and-go
+            # flow inside a queue can look the same for a minute, so the hidden part is drained
+            # at the discharge rate rather than dropped at once.
+            drained = served * BOUNDARY_MS / RATE_WINDOW_MS
             self._hidden_veh = max(self._hidden_veh - drained, 0.0)
             return
         if arrived * SPILL_FLOW_RATIO > served:
@@ -641,9 +663,10 @@ class ApproachEstimator:
             # arrive: the queue grows in view, not behind it.
             return
         # Behind the detector the queue grows by the demand it no longer lets through. Demand
-        # is unobservable now, so the one measured before the spillback is assumed to fade
-        # out over as long as the queue had taken to build: surges end, at an unknown time.
-        fade = math.exp(-(b - self._spill_started_ms) / self._spill_decay_ms)
+        # is unobservable now, and surges end at an unknown time: with no more than how long
+        # this one has lasted to go by (R, the queue's build-up), the chance it still goes on
+        # after a further t is taken as R / (R + t) (expected remaining life = age so far).
+        fade = self._spill_decay_ms / (self._spill_decay_ms + b - self._spill_started_ms)
         excess_per_ms = max(self._spill_demand_per_ms - arrived / RATE_WINDOW_MS, 0.0)
         self._hidden_veh += fade * excess_per_ms * BOUNDARY_MS
 
@@ -685,6 +708,8 @@ class ApproachEstimator:
             "wait_s": estimate.wait_s,
             "level": estimate.level,
             "spillback": estimate.spillback,
+            # The part of queue_veh beyond the detector: extrapolated demand, not counted.
+            "hidden_queue_veh": round(self._hidden_veh, 1),
             "method": estimate.method,
             "open_lanes": estimate.open_lanes,
             "configured_lanes": len(self._lane_type),

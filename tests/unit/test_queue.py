@@ -274,3 +274,60 @@ def test_the_queue_keeps_growing_behind_a_spilled_back_detector() -> None:
     floor = 30.0 / 7.5
     assert max(e.queue_veh for e in spilled) >= floor + 3
     assert all(e.queue_m >= 30.0 for e in spilled)
+
+
+def spilled_then_discharging(
+    discharge_until_s: float, detector_period_s: float, surge_s: float = 120.0
+) -> list[QueueEvent]:
+    """A surge that spills past a 30 m detector, then the detector counts the discharge."""
+    events: list[QueueEvent] = [arrival(5.0 * k) for k in range(round(surge_s / 5.0))]
+    t = surge_s
+    while t < discharge_until_s:
+        events.append(arrival(t))
+        t += detector_period_s
+    served = len(events)
+    events += [departure(TAU_S + 10.0 * (k + 1)) for k in range(served)]
+    return events
+
+
+def test_a_spilled_queue_keeps_growing_behind_the_detector_ever_more_slowly() -> None:
+    # The detector counts exactly the discharge for twenty minutes: what stands behind it is
+    # unknown, and the demand seen before the spillback is assumed to go on with a chance
+    # that falls as R / (R + t): growth slows down but never stops while nothing says so.
+    events = spilled_then_discharging(1_500.0, detector_period_s=10.0)
+
+    estimates, _ = replay(approach(distance_m=30.0, queue_lanes=1), events, until_s=1_400.0)
+
+    queue = {seconds_of(e): e.queue_veh for e in estimates if e.spillback}
+    assert queue[1_400.0] > queue[800.0] > queue[300.0]
+    assert queue[1_400.0] - queue[800.0] < queue[800.0] - queue[200.0]
+
+
+def test_the_spillback_holds_until_the_detector_sees_the_tail_go_by() -> None:
+    # After the spillback the detector counts a little less than the discharge (stop-and-go),
+    # so the counted queue thins out below the detector; the queue behind it is still there.
+    events = spilled_then_discharging(900.0, detector_period_s=12.0, surge_s=60.0)
+
+    estimates, _ = replay(approach(distance_m=30.0, queue_lanes=1), events, until_s=2_400.0)
+
+    by_time = {seconds_of(e): e for e in estimates}
+    assert by_time[800.0].spillback
+    assert by_time[800.0].queue_veh >= 30.0 / 7.5
+    # Then the detector falls silent while the barrier keeps serving: the tail has passed.
+    assert not estimates[-1].spillback
+    assert estimates[-1].queue_veh == 0.0
+
+
+def test_the_alert_says_how_much_of_the_queue_is_beyond_the_detector() -> None:
+    # A platoon fills the 30 m stretch at once; from then on the detector counts the discharge.
+    events: list[QueueEvent] = [arrival(0.0), arrival(1.0, count=8)]
+    events += [arrival(10.0 * k) for k in range(1, 40)]
+    events += [departure(TAU_S + 10.0 * (k + 1)) for k in range(48)]
+
+    estimates, alerts = replay(approach(distance_m=30.0, queue_lanes=1), events, until_s=400.0)
+
+    fired = alerts[0]
+    raised_at = next(e for e in estimates if e.ts == fired.evidence["ts"])
+    hidden = fired.evidence["hidden_queue_veh"]
+    assert isinstance(hidden, float)
+    assert 0 < hidden < raised_at.queue_veh

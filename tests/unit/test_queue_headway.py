@@ -61,3 +61,26 @@ def test_the_headway_queue_adds_up_over_the_open_lanes() -> None:
     both, _ = replay(approach(lanes=lanes, distance_m=None, free_flow_s=None), two, until_s=600.0)
 
     assert both[-1].queue_veh == pytest.approx(2 * single[-1].queue_veh, rel=0.01)
+
+
+def test_move_up_between_queued_vehicles_counts_as_busy_when_service_is_reported() -> None:
+    # Lanes report service_ms, which leaves out the 3 s a queued vehicle needs to pull up:
+    # 11 s of service every 14 s is a saturated lane, not one idle a fifth of the time.
+    events: list[QueueEvent] = [departure(14.0 * k, service_s=11.0) for k in range(1, 44)]
+
+    estimates, alerts = replay(approach(distance_m=None, free_flow_s=None), events, until_s=600.0)
+
+    assert estimates[-1].method == "headway"
+    assert estimates[-1].level >= 2
+    assert [a.kind for a in alerts] == ["QUEUE_CONGESTION"]
+
+
+def test_gaps_longer_than_a_move_up_are_idle_time() -> None:
+    # 11 s of service every 30 s: the next vehicle arrived after the lane had emptied.
+    events: list[QueueEvent] = [departure(30.0 * k, service_s=11.0) for k in range(1, 20)]
+
+    estimates, alerts = replay(approach(distance_m=None, free_flow_s=None), events, until_s=600.0)
+
+    assert estimates[-1].queue_veh < 1.0
+    assert all(e.level == 0 for e in estimates)
+    assert alerts == []

@@ -19,10 +19,15 @@ from validation.sumo.score import Targets
 TARGETS = Targets()
 
 SPILLBACK_HIDDEN = (
-    "once the queue passes the approach detector, the vehicles queued upstream of it are"
-    " not counted; the estimator adds the pre-spillback demand the detector no longer sees,"
-    " fading out, which recovers only part of the hidden queue when the surge lasts longer"
-    " than the queue took to build"
+    "once the queue passes the approach detector, the vehicles queued upstream of it are not"
+    " counted (the detector inside a queue passes the discharge, whatever stands behind it);"
+    " the estimator extrapolates the pre-spillback demand with a surge-survival prior. Measured"
+    " (docs/validation/sumo.md): short queue MAE 3.26 veh = 0.85 over the 313 outputs with"
+    " nothing hidden, 11.93 over the 87 with on average 17 vehicles upstream of the detector"
+)
+SPILLBACK_HIDDEN_FULL = (
+    "as above on the 75 min run: queue MAE 5.31 veh (0.59 with nothing hidden, 22.1 with on"
+    " average 28 vehicles upstream of the detector), wait MAE 12.9 s"
 )
 
 
@@ -85,11 +90,21 @@ def test_the_spillback_is_flagged_and_part_of_the_hidden_queue_recovered(
     assert configured.queue_mae_veh < unconfigured.queue_mae_veh
 
 
-def test_headway_method_runs_without_a_detector(short_run: Evaluation) -> None:
-    # No target for the headway method (SPEC §7 bars are for detector approaches): it runs.
-    estimates = short_run.result("headway").run.estimates
-    assert estimates
-    assert all(e.method == "headway" for e in estimates)
+def test_the_queue_the_detector_has_counted_is_within_1_vehicle(short_run: Evaluation) -> None:
+    # Where every queued vehicle has crossed the detector, the bar holds; the misses above are
+    # the vehicles queued upstream of it, which no count at the detector includes.
+    split = short_run.result("input_output").hidden
+    assert split.visible_outputs > split.hidden_outputs > 0
+    assert split.visible_mae_veh <= TARGETS.queue_mae_veh
+
+
+def test_headway_method_raises_the_surge_without_a_detector(short_run: Evaluation) -> None:
+    # No §7 target for the headway method (the bars are for detector approaches), but a
+    # saturated plaza must not look calm: move-up between queued vehicles is busy time.
+    result = short_run.result("headway")
+    assert all(e.method == "headway" for e in result.run.estimates)
+    assert result.scores.alerts == 1
+    assert max(e.level for e in result.run.estimates) >= 2
 
 
 @pytest.mark.slow
@@ -102,8 +117,25 @@ def test_full_run_writes_the_report(tmp_path: Path) -> None:
     assert (tmp_path / "sumo_full.png").stat().st_size < 300_000
 
 
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> Evaluation:
+    return evaluate(FULL, tmp_path_factory.mktemp("sumo-full"))
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=SPILLBACK_HIDDEN)
-def test_full_run_meets_the_queue_and_wait_bars(tmp_path: Path) -> None:
-    scores = evaluate(FULL, tmp_path).result("input_output").scores
+@pytest.mark.parametrize("variant", ["input_output", "no_plates"])
+def test_full_run_alerts_within_30_s_of_the_held_onset_and_never_falsely(
+    full_run: Evaluation, variant: str
+) -> None:
+    scores = full_run.result(variant).scores
+    assert scores.onset_delay_held_s is not None
+    assert abs(scores.onset_delay_held_s) <= TARGETS.onset_delay_s
+    assert scores.false_alerts == 0
+    assert scores.free_flow_alerts == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=SPILLBACK_HIDDEN_FULL)
+def test_full_run_meets_the_queue_and_wait_bars(full_run: Evaluation) -> None:
+    scores = full_run.result("input_output").scores
     assert scores.meets(TARGETS), scores.misses(TARGETS)

@@ -14,7 +14,7 @@ from validation.sumo.replay import (
     to_events,
 )
 from validation.sumo.scenario import BOOTHS, Phase, Scenario
-from validation.sumo.score import Scores, Truth, score
+from validation.sumo.score import HiddenSplit, Scores, Truth, hidden_split, score
 from validation.sumo.simulate import FreeFlowTimes, SimulationResult, calibrate, simulate
 
 SHORT = Scenario(
@@ -69,6 +69,7 @@ class VariantResult:
     run: EstimatorRun
     scores: Scores
     scores_detector_timed: Scores
+    hidden: HiddenSplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,5 +114,6 @@ def evaluate(
             score(run.estimates, run.alerts, t, config.thresholds, len(BOOTHS), free_flow_until_s)
             for t in (truth, truth_detector)
         ]
-        results.append(VariantResult(variant, run, scored[0], scored[1]))
+        split = hidden_split(run.estimates, truth, truth_detector)
+        results.append(VariantResult(variant, run, scored[0], scored[1], split))
     return Evaluation(scenario, simulation, free_flow, truth, truth_detector, tuple(results))

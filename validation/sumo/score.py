@@ -103,6 +103,8 @@ class Scores:
     alert_started_s: float | None
     alert_raised_s: float | None
     onset_delay_s: float | None
+    # The same against the held onset: the §4.1 alert rule applied to the truth itself.
+    onset_delay_held_s: float | None
     alerts: int
     false_alerts: int
     free_flow_alerts: int
@@ -119,10 +121,12 @@ class Scores:
             missed.append(f"queue MAE {self.queue_mae_veh:.2f} > {targets.queue_mae_veh} veh")
         if self.wait_mae_s > targets.wait_mae_s:
             missed.append(f"wait MAE {self.wait_mae_s:.1f} > {targets.wait_mae_s} s")
-        if self.true_onset_s is not None and (
-            self.onset_delay_s is None or abs(self.onset_delay_s) > targets.onset_delay_s
+        # A true touch of level 2 shorter than the raise hold is no congestion that the §4.1
+        # rule alerts on, not even fed the truth: the onset the alert must meet is the held one.
+        if self.true_sustained_onset_s is not None and (
+            self.onset_delay_held_s is None or abs(self.onset_delay_held_s) > targets.onset_delay_s
         ):
-            missed.append(f"alert onset delay {self.onset_delay_s} s (target ≤ 30 s)")
+            missed.append(f"alert onset delay {self.onset_delay_held_s} s (target ≤ 30 s)")
         if self.false_alerts > 0 or self.free_flow_alerts > 0:
             missed.append(f"{self.false_alerts + self.free_flow_alerts} false alert(s)")
         return missed
@@ -205,6 +209,7 @@ def score(
         alert_started_s=started,
         alert_raised_s=raised,
         onset_delay_s=None if onset is None or started is None else started - onset,
+        onset_delay_held_s=None if sustained is None or started is None else started - sustained,
         alerts=len(first_by_id),
         false_alerts=false_alerts,
         free_flow_alerts=sum(
@@ -216,3 +221,32 @@ def score(
 
 def _masked_mae(estimate: FloatArray, truth: FloatArray, mask: npt.NDArray[np.bool_]) -> float:
     return float(np.mean(np.abs(estimate[mask] - truth[mask]))) if mask.any() else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenSplit:
+    """Queue MAE where every queued vehicle has crossed the detector, and where some have not."""
+
+    visible_outputs: int
+    visible_mae_veh: float
+    hidden_outputs: int
+    hidden_mae_veh: float
+    # Mean of the SPEC truth minus the detector-timed truth where they differ: the vehicles
+    # queued upstream of the detector, which no count at the detector includes.
+    mean_hidden_veh: float
+
+
+def hidden_split(estimates: Sequence[QueueEstimate], truth: Truth, seen: Truth) -> HiddenSplit:
+    """Split the queue error by whether the SPEC truth has vehicles upstream of the detector."""
+    t = np.array([sim_seconds(e.ts) for e in estimates])
+    queue = np.array([e.queue_veh for e in estimates])
+    true_queue = truth.queue_veh(t)
+    behind = true_queue - seen.queue_veh(t)
+    hidden = behind > 0
+    return HiddenSplit(
+        visible_outputs=int((~hidden).sum()),
+        visible_mae_veh=_masked_mae(queue, true_queue, ~hidden),
+        hidden_outputs=int(hidden.sum()),
+        hidden_mae_veh=_masked_mae(queue, true_queue, hidden),
+        mean_hidden_veh=float(behind[hidden].mean()) if hidden.any() else 0.0,
+    )
