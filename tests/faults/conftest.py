@@ -109,14 +109,21 @@ def dead_letter_reasons(stack: Stack, prefix: str) -> list[str]:
 
 
 def settle(
-    stack: Stack, worker: WorkerProcess, valid: int, invalid: int, timeout: float = 45
+    stack: Stack, worker: WorkerProcess, valid: int, invalid: int | None, timeout: float = 45
 ) -> Outcome:
-    """Wait until the worker has counted all input and its outputs stop growing."""
+    """Wait until the worker has counted all input and its outputs stop growing.
+
+    `invalid` None: the number of dead letters is not known in advance (not waited for).
+    """
 
     def counted() -> tuple[float, float]:
         return worker.total("tollmon_events_total"), worker.total("tollmon_events_invalid_total")
 
-    wait_until(lambda: counted() == (valid, invalid), timeout, "all input counted", counted)
+    def all_counted() -> bool:
+        valid_seen, invalid_seen = counted()
+        return valid_seen == valid and (invalid is None or invalid_seen == invalid)
+
+    wait_until(all_counted, timeout, "all input counted", counted)
     # The last events wait in the reorder buffer until their feed is idle (10 s).
     previous: list[int] = []
     ready = time.monotonic() + 12
