@@ -170,17 +170,22 @@ def fault_rows(reports: Iterable[pytest.TestReport]) -> list[dict[str, object]]:
     for report in reports:
         properties = dict(report.user_properties)
         if report.when == "call" and "fault" in properties:
+            outcome = "xfail" if hasattr(report, "wasxfail") else report.outcome
             rows.append(
                 {
                     **{column: properties.get(column, "") for column in TABLE_COLUMNS},
-                    "outcome": report.outcome,
+                    "outcome": outcome,
                 }
             )
     return rows
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])]
+    reports = [
+        report
+        for key in ("passed", "failed", "xfailed", "xpassed")
+        for report in terminalreporter.stats.get(key, [])
+    ]
     rows = fault_rows(reports)
     if not rows:
         return

@@ -21,13 +21,13 @@ SKEW_MS = 5_000  # well within the allowed lateness (30 s)
 
 
 def with_duplicates(events: list[Event], rng: random.Random) -> tuple[list[Event], int]:
-    """5 % of events sent twice, the copy up to five messages after the original."""
-    out: list[Event] = []
+    """5 % of events delivered again, up to five messages after the original (a producer's
+    retry): a re-delivery never comes before the message it repeats."""
+    out = list(events)
     duplicates = 0
-    for event in events:
-        out.append(event)
+    for i in reversed(range(len(events))):
         if rng.random() < DUPLICATE_SHARE:
-            out.insert(len(out) - rng.randint(0, min(5, len(out) - 1)), event)
+            out.insert(i + 1 + rng.randint(0, 5), events[i])
             duplicates += 1
     return out, duplicates
 

@@ -47,17 +47,17 @@ def test_too_old_and_future_events_are_dead_lettered_and_late_ones_counted(
     for event in valid_stream:
         mixed.append(event)
         roll = rng.random()
-        if roll < 0.02:
+        if isinstance(event, ApproachDetection) and event.direction == "exit" and roll < 0.1:
+            # A detection two minutes behind its feed: on the exit side, away from the
+            # entry surge, so it adds to the exit counts without raising an alert.
+            mixed.append(shifted(event, "late", -LATE_MS))
+            late += 1
+        elif roll < 0.02:
             mixed.append(shifted(event, "old", -(HORIZON_MS + HOUR_MS)))
             too_old += 1
         elif roll < 0.04:
             mixed.append(shifted(event, "future", FUTURE_MS))
             future += 1
-        elif roll < 0.05 and isinstance(event, ApproachDetection) and event.direction == "exit":
-            # A detection two minutes behind its feed: on the exit side, away from the
-            # entry surge, so it adds to the exit counts without raising an alert.
-            mixed.append(shifted(event, "late", -LATE_MS))
-            late += 1
     worker = start_worker(**NO_ALERTMANAGER)
     send(stack, worker.prefix, mixed)
     outcome = settle(stack, worker, valid=len(valid_stream) + late, invalid=too_old + future)
