@@ -36,8 +36,14 @@ CHINESE_PLATE = re.compile(r"[\u4e00-\u9fff][A-Z][A-Z0-9]{5,6}")
 ASCII_PLATE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{1,2}[0-9][A-Z0-9]{3,5}(?![A-Za-z0-9])")
 
 
+# The report's plots are embedded PNGs: base64 is no text a plate could be read from,
+# and it is long enough to hold plate-shaped runs by chance.
+EMBEDDED_IMAGE = re.compile(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+")
+
+
 def plates_in(text: str, known: Iterable[str]) -> set[str]:
     """Plate-shaped strings in `text`, and every known plate or its ASCII tail in it."""
+    text = EMBEDDED_IMAGE.sub("", text)
     found = set(CHINESE_PLATE.findall(text)) | set(ASCII_PLATE.findall(text))
     for plate in known:
         tail = plate[1:] if not plate[0].isascii() else plate
