@@ -185,23 +185,19 @@ class Traffic(threading.Thread):
 
 def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Messages on the input topics beyond the group's committed offsets."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # A consumer in the group that never subscribes only reads its commits: it does
+    # not join the group, so it does not trigger a rebalance of the worker.
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        committed = admin.list_consumer_group_offsets(group)
         parts = [
             TopicPartition(topic, p)
             for topic in topics
             for p in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         ends = consumer.end_offsets(parts)
-        return sum(
-            end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
-            for tp, end in ends.items()
-        )
+        return sum(end - (consumer.committed(tp) or 0) for tp, end in ends.items())
     finally:
         consumer.close()
-        admin.close()
 
 
 def write_markdown(samples: list[Sample], args: argparse.Namespace, path: Path) -> None:
