@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration demo validate dashboards bench clean
+.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration faults demo validate dashboards bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test-integration: stack-up
 # The whole suite: lint, types, unit, validation (short) and integration tests.
 test: lint stack-up
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fault suite (tests/faults) with its long cases (marked slow); the short ones also
+# run in `make test`. Prints the fault table at the end (docs/operations.md).
+faults: stack-up
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 validate: install
 	$(BIN)/pytest -m slow tests/validation $(PYTEST_ARGS)

@@ -15,6 +15,7 @@ from rich.console import Console
 from tollmon.errors import TollmonError
 from tollmon.eventfiles import InputFormat, RawLine
 from tollmon.grafana import dashboards_app
+from tollmon.kafka_security import KafkaSecurity
 from tollmon.network import Network
 from tollmon.simulate import Surge
 
@@ -83,7 +84,7 @@ def simulate(
         count = write_jsonl(events, out)
         err.print(f"[green]{count} events[/green] written to {out}")
     else:
-        count = publish_events(events, bootstrap, topic_prefix, speed)
+        count = publish_events(events, bootstrap, topic_prefix, speed, _kafka_security())
         err.print(f"[green]{count} events[/green] sent to {bootstrap}")
 
 
@@ -130,7 +131,9 @@ def record(
     """Dump the messages of topics written in a time range to a file."""
     from tollmon.record import parse_time, record_topics
 
-    count = record_topics(bootstrap, topics, parse_time(start), parse_time(end), out)
+    count = record_topics(
+        bootstrap, topics, parse_time(start), parse_time(end), out, _kafka_security()
+    )
     err.print(f"[green]{count} messages[/green] written to {out}")
 
 
@@ -153,11 +156,23 @@ def replay(
     fmt = _input_format(input_format)
     network = load_network(network_file) if fmt == "lane-records" else None
     messages = load_messages(_read_input(files, fmt, network))
-    stats = replay_messages(messages, bootstrap, prefix, None if fast else speed, progress=True)
+    stats = replay_messages(
+        messages,
+        bootstrap,
+        prefix,
+        None if fast else speed,
+        progress=True,
+        security=_kafka_security(),
+    )
     err.print(
         f"[green]{stats.sent} events[/green] sent in {stats.seconds:.1f} s "
         f"({stats.rate:,.0f}/s); {stats.skipped} lines without a known type skipped"
     )
+
+
+def _kafka_security() -> KafkaSecurity:
+    """TOLLMON_KAFKA_* security settings, read here at the entry point like the worker's."""
+    return KafkaSecurity()
 
 
 def _read_input(files: list[Path], fmt: InputFormat, network: Network | None) -> Iterator[RawLine]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from tollmon.events import Event, encode, event_type
+from tollmon.kafka_security import KafkaSecurity
 
 TOPIC_BY_TYPE = {
     "lane_transaction": "toll.lane.transactions",
@@ -24,10 +25,15 @@ def topic_for(event: Event, prefix: str = "") -> str:
 
 
 def publish_events(
-    events: Iterable[Event], bootstrap: str, prefix: str = "", speed: float = 1.0
+    events: Iterable[Event],
+    bootstrap: str,
+    prefix: str = "",
+    speed: float = 1.0,
+    security: KafkaSecurity | None = None,
 ) -> int:
     """Produce events keyed by plaza; with speed > 0, keep event-time pacing × speed."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    options = security.kafka_python_options() if security is not None else {}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1, **options)
     count = 0
     wall_start = time.monotonic()
     first_ts: int | None = None

@@ -18,6 +18,7 @@ import msgspec
 from kafka import KafkaConsumer, TopicPartition
 
 from tollmon.errors import TollmonError
+from tollmon.kafka_security import KafkaSecurity
 
 POLL_MS = 500
 
@@ -41,12 +42,19 @@ def parse_time(text: str) -> int:
 
 
 def read_range(
-    bootstrap: str, topics: Sequence[str], start_ms: int, end_ms: int
+    bootstrap: str,
+    topics: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    security: KafkaSecurity | None = None,
 ) -> Iterator[tuple[str, bytes]]:
     """(topic, value) of every message written in [start_ms, end_ms], partition by partition."""
     if end_ms < start_ms:
         raise RecordError("--to is before --from")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    options = security.kafka_python_options() if security is not None else {}
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **options
+    )
     try:
         partitions = _partitions(consumer, topics)
         starts = consumer.offsets_for_times(dict.fromkeys(partitions, start_ms))
@@ -96,10 +104,15 @@ def _drain(
 
 
 def record_topics(
-    bootstrap: str, topics: Sequence[str], start_ms: int, end_ms: int, out: Path
+    bootstrap: str,
+    topics: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    out: Path,
+    security: KafkaSecurity | None = None,
 ) -> int:
     """Write the range's messages to `out` (format from its suffix); returns the count."""
-    messages = read_range(bootstrap, topics, start_ms, end_ms)
+    messages = read_range(bootstrap, topics, start_ms, end_ms, security)
     if out.suffix.lower() in (".parquet", ".pq"):
         return write_parquet((value for _, value in messages), out)
     opener = gzip.open if out.suffix.lower() == ".gz" else open

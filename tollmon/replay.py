@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 
 from tollmon.errors import TollmonError
 from tollmon.eventfiles import InputFormat, RawLine, read_event_files, read_record_files
+from tollmon.kafka_security import KafkaSecurity
 from tollmon.lanerecords import LaneRecordAdapter, PlateHasher, redact
 from tollmon.network import Network
 from tollmon.publish import TOPIC_BY_TYPE
@@ -141,6 +142,7 @@ def replay_messages(
     speed: float | None = None,
     *,
     progress: bool = False,
+    security: KafkaSecurity | None = None,
 ) -> ReplayStats:
     """Send every message; `speed` None means as fast as possible."""
     messages = loaded.messages
@@ -151,7 +153,12 @@ def replay_messages(
             failures.append(str(error))
 
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "on_delivery": delivered, **PRODUCER_OPTIONS}
+        {
+            "bootstrap.servers": bootstrap,
+            "on_delivery": delivered,
+            **PRODUCER_OPTIONS,
+            **(security.librdkafka_config() if security is not None else {}),
+        }
     )
     topics = {name: prefix + name for name in TOPIC_BY_TYPE.values()}
     started = time.monotonic()

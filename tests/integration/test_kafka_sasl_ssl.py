@@ -8,10 +8,9 @@ format time (`--add-scram`), as KRaft has no ZooKeeper to hold credentials.
 
 from __future__ import annotations
 
-import base64
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from pydantic import SecretStr
 
 from tests.integration.conftest import REPO, WorkerProcess, wait_until
+from tests.integration.private_broker import PrivateBroker, free_port, skip_without_kafka_jars
 from tollmon.events import encode
 from tollmon.kafka_security import KafkaSecurity
 from tollmon.network import load_network
@@ -38,7 +38,6 @@ pytestmark = pytest.mark.integration
 
 USER = "tollmon"
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
-LIBS = REPO / ".cache" / "kafka" / "libs"
 
 
 @dataclass(frozen=True)
@@ -64,13 +63,6 @@ class SecureBroker:
             password=SecretStr(PASSWORD),
             ca_file=self.ca_file,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -104,120 +96,35 @@ def make_certificates(directory: Path, keystore_password: str) -> None:
     )  # fmt: skip
 
 
-def cluster_id() -> str:
-    # The form `kafka-storage random-uuid` prints, without starting another JVM.
-    while True:
-        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not candidate.startswith("-"):
-            return candidate
-
-
-def server_properties(directory: Path, port: int, internal: int, controller: int, pw: str) -> str:
-    # Clients get SASL_SSL only. The broker's own connections (inter-broker and the
-    # KRaft controller) stay PLAINTEXT on loopback: they are not what is under test.
+def sasl_properties(directory: Path, keystore_password: str) -> str:
+    # Clients get SASL_SSL only; SCRAM credentials live in the KRaft metadata log.
     return f"""\
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller}
-listeners=SASL_SSL://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=SASL_SSL://localhost:{port},INTERNAL://127.0.0.1:{internal}
-inter.broker.listener.name=INTERNAL
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT
 sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\\
 org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PKCS12
 ssl.keystore.location={directory / "broker.p12"}
-ssl.keystore.password={pw}
-ssl.key.password={pw}
-log.dirs={directory / "data"}
-num.partitions=4
-default.replication.factor=1
-min.insync.replicas=1
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-num.network.threads=2
-num.io.threads=2
-"""
-
-
-LOG4J = """\
-status = warn
-name = tollmon-sasl-test
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
+ssl.keystore.password={keystore_password}
+ssl.key.password={keystore_password}
 """
 
 
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    if not any(LIBS.glob("kafka_*.jar")):
-        pytest.skip("Kafka jars not fetched yet (tools/stack.sh up fetches them)")
+    skip_without_kafka_jars()
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command makes the test CA; install openssl")
     directory = tmp_path_factory.mktemp("sasl-broker")
     keystore_password = uuid.uuid4().hex
     make_certificates(directory, keystore_password)
-    port, internal, controller = free_port(), free_port(), free_port()
-    config = directory / "server.properties"
-    config.write_text(server_properties(directory, port, internal, controller, keystore_password))
-    (directory / "log4j2.properties").write_text(LOG4J)
-    java = [
-        "java",
-        "-Xmx384m",
-        "-XX:TieredStopAtLevel=1",
-        f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}",
-        "-cp",
-        f"{LIBS}/*",
-    ]
-    subprocess.run(
-        [
-            *java,
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id(),
-            "-c",
-            str(config),
-            "--add-scram",
-            f"SCRAM-SHA-512=[name={USER},password={PASSWORD}]",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    log_path = directory / "broker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*java, "kafka.Kafka", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-    broker = SecureBroker(f"localhost:{port}", directory / "ca.crt", log_path)
+    broker = PrivateBroker(directory, "SASL_SSL", sasl_properties(directory, keystore_password))
+    # KRaft has no ZooKeeper to hold credentials: the user is written at format time.
+    broker.format("--add-scram", f"SCRAM-SHA-512=[name={USER},password={PASSWORD}]")
     try:
-
-        def started() -> bool:
-            assert process.poll() is None, f"broker exited:\n{log_tail(log_path)}"
-            return "Kafka Server started" in log_path.read_text(errors="replace")
-
-        wait_until(started, 60, "the SASL_SSL broker to start")
-        yield broker
+        broker.start()
+        yield SecureBroker(broker.bootstrap, directory / "ca.crt", broker.log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        broker.stop()
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -315,3 +222,60 @@ def test_wrong_password_is_refused(secure_broker: SecureBroker, tmp_path: Path) 
         assert "Failed authentication" in secure_broker.log_path.read_text(errors="replace")
     finally:
         worker.stop()
+
+
+def tollmon(*args: str, env: dict[str, str]) -> str:
+    """Run a `tollmon` command; its stderr, where it reports what it did."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tollmon", *args],
+        check=False,  # the assertion below shows stderr
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def reported_count(output: str, what: str) -> int:
+    match = re.search(rf"(\d+) {what}", output)
+    assert match is not None, output
+    return int(match.group(1))
+
+
+def test_simulate_record_and_replay_speak_sasl_ssl(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    source, copy = f"s{uuid.uuid4().hex[:8]}.", f"r{uuid.uuid4().hex[:8]}."
+    admin = KafkaAdminClient(
+        bootstrap_servers=secure_broker.bootstrap, **secure_broker.security().kafka_python_options()
+    )
+    try:
+        admin.create_topics([NewTopic(p + t, 4, 1) for p in (source, copy) for t in INPUT_TOPICS])
+    finally:
+        admin.close()
+    env = secure_broker.env()
+    since_ms = int(time.time() * 1000) - 1000
+
+    simulated = tollmon(
+        "simulate", "--duration", "20", "--rate", "1200", "--plaza", "URC-E01", "--speed", "0",
+        "--topic-prefix", source,
+        env=env,
+    )  # fmt: skip
+    sent = reported_count(simulated, "events")
+    assert sent > 0
+
+    def record(prefix: str, out: Path) -> int:
+        topics = [arg for t in INPUT_TOPICS for arg in ("--topics", prefix + t)]
+        until = str(int(time.time() * 1000) + 1000)
+        output = tollmon("record", *topics, "--from", str(since_ms), "--to", until,
+                         "--out", str(out), env=env)  # fmt: skip
+        return reported_count(output, "messages")
+
+    recording = tmp_path / "recorded.jsonl"
+    assert record(source, recording) == sent
+    replayed = tollmon("replay", str(recording), "--prefix", copy, "--fast", env=env)
+    assert reported_count(replayed, "events") == sent
+    assert record(copy, tmp_path / "replayed.jsonl") == sent

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from confluent_kafka import Producer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+from pydantic import SecretStr, ValidationError
 
 from tollmon.kafka_security import KafkaSecurity
 
@@ -58,3 +63,80 @@ def test_password_read_from_a_file_without_its_newline(tmp_path: Path) -> None:
 def test_incomplete_or_unsafe_settings_are_refused(fields: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         KafkaSecurity(**fields)  # type: ignore[arg-type]
+
+
+SASL_SSL = KafkaSecurity(
+    security_protocol="SASL_SSL",
+    sasl_mechanism="SCRAM-SHA-256",
+    username="tollmon",
+    password=SecretStr("hunter2"),
+)
+
+
+@pytest.mark.parametrize(
+    "client",
+    [KafkaProducer, KafkaConsumer, KafkaAdminClient],
+    ids=["producer (simulate)", "consumer (record)", "admin"],
+)
+@pytest.mark.parametrize(
+    "security",
+    [
+        KafkaSecurity(security_protocol="PLAINTEXT"),
+        KafkaSecurity(security_protocol="SSL"),
+        SASL_SSL,
+    ],
+    ids=["plaintext", "ssl", "sasl_ssl"],
+)
+def test_kafka_python_options_are_settings_each_client_knows(
+    client: type[Any], security: KafkaSecurity
+) -> None:
+    # kafka-python rejects unknown keyword arguments only once it connects, so the
+    # names are checked against the configuration the client documents.
+    assert set(security.kafka_python_options()) <= set(client.DEFAULT_CONFIG)
+
+
+def test_kafka_python_options_carry_protocol_mechanism_and_credentials() -> None:
+    options = SASL_SSL.kafka_python_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "tollmon",
+        "hunter2",
+    )
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+
+def test_librdkafka_config_maps_files_and_credentials_to_its_keys(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "client.pem", "client.key"))
+    security = KafkaSecurity(
+        security_protocol="SASL_SSL",
+        username="tollmon",
+        password=SecretStr("hunter2"),
+        ca_file=ca,
+        cert_file=cert,
+        key_file=key,
+    )
+    assert security.librdkafka_config() == {
+        "security.protocol": "sasl_ssl",
+        "ssl.ca.location": str(ca),
+        "ssl.certificate.location": str(cert),
+        "ssl.key.location": str(key),
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "tollmon",
+        "sasl.password": "hunter2",
+    }
+
+
+@pytest.mark.parametrize(
+    "security",
+    [
+        KafkaSecurity(security_protocol="PLAINTEXT"),
+        KafkaSecurity(security_protocol="SSL"),
+        SASL_SSL,
+    ],
+    ids=["plaintext", "ssl", "sasl_ssl"],
+)
+def test_librdkafka_accepts_the_config_replay_produces_with(security: KafkaSecurity) -> None:
+    # librdkafka validates every property when the client is made, before connecting.
+    producer = Producer({"bootstrap.servers": "localhost:1", **security.librdkafka_config()})
+    assert producer.flush(0) == 0
