@@ -49,6 +49,9 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        # Three heartbeats per session, at most Faust's default of one every 3 s.
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Every topic and changelog carries our own msgspec JSON: Faust must not decode it
         # (table recovery reads changelogs with the app's default serializers).
         key_serializer="raw",
