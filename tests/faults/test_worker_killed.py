@@ -44,7 +44,7 @@ stack = integration.stack  # the session fixture of the integration suite: the s
 # On different partitions of four (keys hash with Kafka's default partitioner).
 SURGE_PLAZA, ETC_PLAZA = "URC-E01", "URC-E03"
 DURATION_S = 900  # event time: the surge congests, the antenna degrades, both resolve
-PRODUCE_S = 40.0  # wall time over which the stream is produced
+PRODUCE_S = 30.0  # wall time over which the stream is produced
 CLEAN_PORT, FAULTED_PORTS = 6068, (6069, 6070)
 # Short sessions: a restarted worker waits out its dead predecessor's session.
 WORKER_ENV = {"TOLLMON_SESSION_TIMEOUT_S": "6"}
