@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
 
 from tollmon.checkpoint import (
     FORMAT_VERSION,
@@ -93,6 +94,7 @@ class Checkpoints:
             value_type=bytes,
             extra_topic_configs=CHANGELOG_CONFIG,
         )
+        self._app = app
         self._ingest = ingest
         self._pipeline = pipeline
         self._inputs = tuple(inputs)
@@ -118,9 +120,28 @@ class Checkpoints:
             return False
         missing = progress.missing_before(message.topic, message.offset)
         if missing is not None:
-            tp = TopicPartition(message.topic, partition)
-            await self._feed(progress, {tp: (missing, message.offset)}, handle)
+            await self._fill_gap(progress, message, missing, handle)
         return True
+
+    async def _fill_gap(
+        self, progress: PartitionProgress, message: InputMessage, first: int, handle: Handler
+    ) -> None:
+        tp = TopicPartition(message.topic, message.partition)
+        fed = await self._feed(progress, {tp: (first, message.offset)}, handle)
+        log.info(
+            "%s[%d]: offsets %d..%d were not delivered by Faust; %d events read back",
+            message.topic,
+            message.partition,
+            first,
+            message.offset - 1,
+            fed,
+        )
+        # Faust never acks offsets it dropped (around a rebalance), so its commit would
+        # stay below them for good; its own gap bookkeeping lets the commit move past.
+        # `_add_gap` is Faust's own (it calls it for holes it sees in fetched offsets) but
+        # not part of ConsumerT; typed Any for that.
+        consumer: Any = self._app.consumer
+        await consumer._add_gap(TP(message.topic, message.partition), first, message.offset - 1)
 
     def taken(self, message: InputMessage, plaza_id: str | None) -> None:
         """`message` went through the detectors (or to the dead letters); save when due."""
