@@ -244,6 +244,7 @@ def test_a_worker_killed_three_times_publishes_what_a_clean_run_does(
     record_property("alert_ids_diverged", diverged)
     record_property("recovery_s", round(max(recoveries), 1))
     assert not read_topic(stack.bootstrap, faulted_prefix + "toll.deadletter")
+    assert all_consumed(stack, faulted_prefix), "an input offset was never committed"
     assert_same(clean, faulted)
 
 
@@ -295,4 +296,5 @@ def test_a_survivor_takes_over_a_killed_workers_partitions_and_state(
     record_property("alert_ids_diverged", diverged)
     record_property("takeover_s", round(takeover_s, 1))
     assert moved, "the killed worker held no plaza: nothing was taken over"
+    assert all_consumed(stack, pair_prefix), "an input offset was never committed"
     assert_same(clean, faulted)
