@@ -104,6 +104,20 @@ class EventTimeMerger:
             out.append(heapq.heappop(heap)[3])
         return out
 
+    def rearm(self, now_s: float) -> None:
+        """Restart the processing-time clocks at `now_s` (state restored in a new process).
+
+        Every feed heard from before counts as just heard from, and nothing buffered has
+        waited yet: a restart neither idles a feed nor forces events out early.
+        """
+        if self._started_s is not None:
+            self._started_s = now_s
+        for source in self._sources.values():
+            if source.last_seen_s is not None:
+                source.last_seen_s = now_s
+        if self._leading:
+            self._leading = deque([(now_s, self._leading[-1][1])])
+
     def flush(self) -> list[Event]:
         """Everything still buffered, in order (end of input)."""
         out = [item[3] for item in sorted(self._heap)]

@@ -10,6 +10,7 @@ import faust
 from aiokafka.errors import KafkaError
 
 from streams.alertmanager import AlertmanagerPusher
+from streams.checkpoint import Checkpoints, InputMessage
 from streams.emitter import Emitter
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
@@ -33,29 +34,32 @@ class Worker:
     emitter: Emitter
     pusher: AlertmanagerPusher | None
     clock: Callable[[], float]
+    checkpoints: Checkpoints
 
 
 def register_agents(app: faust.App, worker: Worker) -> None:
     """Consume the input topics; run the periodic processing-time work."""
+    checkpoints = worker.checkpoints
 
-    # Input topics are keyed by plaza and co-partitioned: a plaza has one partition number.
-    plaza_partition: dict[str, int] = {}
+    async def handle(message: InputMessage) -> str | None:
+        source = Source(message.topic, message.partition, message.offset, message.key)
+        outcome = worker.ingest.accept(message.value, source)
+        if isinstance(outcome, DeadLetter):
+            await worker.topics.deadletter.send(
+                key=outcome.key, value=outcome.value, headers=list(outcome.headers)
+            )
+            return None
+        worker.recorder.event(outcome)
+        await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
+        if isinstance(outcome, WeighMeasurement):
+            await worker.topics.by_pass.send(key=outcome.pass_id.encode(), value=message.value)
+        return outcome.plaza_id
 
     async def ingest_events(stream: Any) -> None:
         async for record in stream.events():
             message = record.message
-            source = Source(message.topic, message.partition, message.offset, message.key)
-            outcome = worker.ingest.accept(message.value, source)
-            if isinstance(outcome, DeadLetter):
-                await worker.topics.deadletter.send(
-                    key=outcome.key, value=outcome.value, headers=list(outcome.headers)
-                )
-                continue
-            plaza_partition[outcome.plaza_id] = message.partition
-            worker.recorder.event(outcome)
-            await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
-            if isinstance(outcome, WeighMeasurement):
-                await worker.topics.by_pass.send(key=outcome.pass_id.encode(), value=message.value)
+            if await checkpoints.admit(message, handle):
+                checkpoints.taken(message, await handle(message))
 
     app.agent(worker.topics.inputs, name="ingest")(ingest_events)
 
@@ -63,17 +67,18 @@ def register_agents(app: faust.App, worker: Worker) -> None:
 
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
-        gone = {tp.partition for tp in revoked if tp.topic in inputs}
-        moved = [plaza for plaza, partition in plaza_partition.items() if partition in gone]
-        worker.pipeline.forget_feeds(moved)
-        for plaza in moved:
-            del plaza_partition[plaza]
+        checkpoints.on_revoked(tp.partition for tp in revoked if tp.topic in inputs)
         for tp in revoked:
             if tp.topic in inputs:
                 worker.recorder.forget_consumer_lag(tp.topic, tp.partition)
 
-    # mode's signal stubs require a keyword-only `signal` parameter this handler never uses.
+    async def on_assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
+        checkpoints.on_assigned(tp.partition for tp in assigned if tp.topic in inputs)
+
+    # mode's signal stubs require a keyword-only `signal` parameter these handlers never use.
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
 
     async def tick() -> None:
         await worker.emitter.emit(worker.pipeline.tick(worker.clock()))

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.agents import Worker, register_agents
 from streams.alertmanager import AlertmanagerPusher
+from streams.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointPolicy, Checkpoints, LogReader
 from streams.emitter import Emitter
 from streams.topics import Topics
 from streams.weighing_agents import register_weighing_agents
@@ -48,25 +49,33 @@ def create_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        # Three heartbeats per session, at most Faust's default of one every 3 s.
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         # Every topic and changelog carries our own msgspec JSON: Faust must not decode it
         # (table recovery reads changelogs with the app's default serializers).
         key_serializer="raw",
         value_serializer="raw",
+        # A partition's detector checkpoint is one message (see streams/checkpoint.py).
+        producer_max_request_size=MAX_CHECKPOINT_BYTES,
     )
     topics = Topics.declare(app, settings)
     recorder = MetricsRecorder(metrics)
     book = AlertBook()
+    ingest = Ingest(
+        validator_for(network, settings.event_horizon_s * 1000, settings.time_mode),
+        metrics,
+        clock,
+        time_mode=settings.time_mode,
+        allowed_lateness_ms=settings.allowed_lateness_s * 1000,
+        # Remembered per input partition; a worker holding every partition keeps the total.
+        dedup_capacity=max(1, settings.dedup_capacity // settings.partitions),
+    )
+    pipeline = Pipeline(network, _pipeline_config(settings))
     worker = Worker(
         topics=topics,
-        ingest=Ingest(
-            validator_for(network, settings.event_horizon_s * 1000, settings.time_mode),
-            metrics,
-            clock,
-            time_mode=settings.time_mode,
-            allowed_lateness_ms=settings.allowed_lateness_s * 1000,
-            dedup_capacity=settings.dedup_capacity,
-        ),
-        pipeline=Pipeline(network, _pipeline_config(settings)),
+        ingest=ingest,
+        pipeline=pipeline,
         recorder=recorder,
         emitter=Emitter(topics, recorder, book),
         pusher=(
@@ -75,6 +84,19 @@ def create_app(
             else None
         ),
         clock=clock,
+        checkpoints=Checkpoints(
+            app,
+            ingest,
+            pipeline,
+            settings.input_topics,
+            LogReader(
+                settings.kafka_bootstrap,
+                settings.faust_app_id,
+                KafkaSecurity().kafka_python_options(),
+            ),
+            clock,
+            CheckpointPolicy(settings.checkpoint_every_s, settings.checkpoint_every_events),
+        ),
     )
     register_agents(app, worker)
     register_weighing_agents(

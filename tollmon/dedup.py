@@ -26,3 +26,14 @@ class RecentIds:
         if len(self._ids) > self._capacity:
             del self._ids[next(iter(self._ids))]
         return False
+
+    def ids(self) -> list[str]:
+        """The remembered ids, oldest first (for a checkpoint)."""
+        return list(self._ids)
+
+    @classmethod
+    def of(cls, capacity: int, ids: list[str]) -> RecentIds:
+        """A memory holding `ids` (oldest first), as `ids()` returned them."""
+        recent = cls(capacity)
+        recent._ids = dict.fromkeys(ids[-capacity:])
+        return recent

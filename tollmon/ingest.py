@@ -57,7 +57,9 @@ class Ingest:
         self._clock = clock
         self._replay = time_mode == "replay"
         self._lateness_ms = allowed_lateness_ms
-        self._recent = RecentIds(dedup_capacity)
+        # One memory per input partition number: it moves with the partition's checkpoint.
+        self._dedup_capacity = dedup_capacity
+        self._recent: dict[int, RecentIds] = {}
         self._watermarks: dict[tuple[str, int], int] = {}
         self._max_watermark: int | None = None
 
@@ -68,7 +70,7 @@ class Ingest:
             if not raw:
                 raise InvalidEventError("not_json", "empty message")
             event = self._validator.validate(raw, now_ms)
-            if self._recent.seen_before(event.event_id):
+            if self._recent_ids(source.partition).seen_before(event.event_id):
                 raise InvalidEventError(
                     "duplicate", f"event_id {event.event_id!r} already processed"
                 )
@@ -77,6 +79,25 @@ class Ingest:
             return _dead_letter(raw or b"", source, exc, now_ms)
         self._observe(event, source)
         return event
+
+    def dedup_ids(self, partition: int) -> list[str]:
+        """The ids remembered for an input partition number, oldest first."""
+        recent = self._recent.get(partition)
+        return [] if recent is None else recent.ids()
+
+    def restore_dedup_ids(self, partition: int, ids: list[str]) -> None:
+        """Remember `ids` (from `dedup_ids`) for a partition taken over by this worker."""
+        self._recent[partition] = RecentIds.of(self._dedup_capacity, ids)
+
+    def forget_partition(self, partition: int) -> None:
+        """The partition moved to another worker, its ids with it."""
+        self._recent.pop(partition, None)
+
+    def _recent_ids(self, partition: int) -> RecentIds:
+        recent = self._recent.get(partition)
+        if recent is None:
+            recent = self._recent[partition] = RecentIds(self._dedup_capacity)
+        return recent
 
     def _now_ms(self) -> int | None:
         if self._replay:

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from detectors.alerts import Alert
+from detectors.approach import ApproachConfig
 from detectors.data_gap import DataGapConfig, DataGapMonitor
-from detectors.etc_health import EtcHealthMonitor, LaneKey
+from detectors.etc_health import EtcHealthConfig, EtcHealthMonitor, LaneKey
 from detectors.ordering import EventTimeMerger
 from detectors.overload import (
     OverloadThresholds,
@@ -23,7 +24,8 @@ from detectors.overload import (
     overload_join_key,
 )
 from detectors.queue import ApproachEstimator, QueueEstimate
-from detectors.stall import LaneStallMonitor
+from detectors.stall import LaneStallMonitor, StallConfig
+from tollmon import checkpoint
 from tollmon.events import (
     ApproachDetection,
     Event,
@@ -57,21 +59,31 @@ class PipelineConfig:
     data_gap: DataGapConfig | None = None  # None: silence from the network's thresholds
 
 
-class _Plaza:
-    def __init__(
-        self,
-        estimators: dict[str, ApproachEstimator],
-        config: PipelineConfig,
-        overload: OverloadThresholds,
-    ) -> None:
-        self.estimators = estimators
-        self.overload = overload
+@dataclass(frozen=True)
+class PlazaSpec:
+    """What a plaza's detectors are built from; a checkpoint made under another spec is dropped."""
+
+    approaches: tuple[ApproachConfig, ...]
+    overload: OverloadThresholds
+    etc_health: EtcHealthConfig
+    stall: StallConfig
+    open_lanes: tuple[LaneKey, ...]
+
+
+class PlazaState:
+    """Every detector state of one plaza: the unit a checkpoint saves and restores."""
+
+    def __init__(self, spec: PlazaSpec, ordering: PipelineConfig) -> None:
+        self.spec = spec
+        self.estimators = {a.direction: ApproachEstimator(a) for a in spec.approaches}
         # Half-joined (plaza, pass_id) entry weighings and admissions, oldest first.
         self.pending_overload: dict[str, PendingOverload] = {}
+        self.etc = EtcHealthMonitor(spec.etc_health)
+        self.stall = LaneStallMonitor(spec.stall, spec.open_lanes)
         expected: tuple[type, ...] = (LaneTransaction,)
-        if any(e.config.has_detector for e in estimators.values()):
+        if any(a.has_detector for a in spec.approaches):
             expected = (ApproachDetection, LaneTransaction)
-        self.merger = EventTimeMerger(config.idle_after_s, config.max_hold_s, expected)
+        self.merger = EventTimeMerger(ordering.idle_after_s, ordering.max_hold_s, expected)
 
 
 class Pipeline:
@@ -79,34 +91,28 @@ class Pipeline:
 
     def __init__(self, network: Network, config: PipelineConfig | None = None) -> None:
         self.config = config or PipelineConfig()
-        estimators: dict[str, dict[str, ApproachEstimator]] = {}
+        approaches: dict[str, list[ApproachConfig]] = {}
         for approach in approach_configs(network):
-            estimators.setdefault(approach.plaza_id, {})[approach.direction] = ApproachEstimator(
-                approach
+            approaches.setdefault(approach.plaza_id, []).append(approach)
+        self._specs = {
+            plaza.id: PlazaSpec(
+                approaches=tuple(approaches[plaza.id]),
+                overload=overload_thresholds(network.thresholds_for(plaza.id)),
+                etc_health=etc_health_config(network.thresholds_for(plaza.id)),
+                stall=stall_config(network.thresholds_for(plaza.id)),
+                open_lanes=tuple(
+                    (plaza.id, direction, lane.id)
+                    for direction, approach in plaza.approaches()
+                    for lane in approach.lanes
+                ),
             )
-        overrides = {p.id: network.thresholds_for(p.id) for p in network.plazas}
-        self._plazas = {
-            pid: _Plaza(est, self.config, overload_thresholds(overrides[pid]))
-            for pid, est in estimators.items()
+            for plaza in network.plazas
+            if plaza.id in approaches
         }
+        self._plazas = {pid: PlazaState(spec, self.config) for pid, spec in self._specs.items()}
         default = Thresholds()
         if network.defaults.thresholds is not None:
             default = default.overridden_by(network.defaults.thresholds)
-        self._etc = EtcHealthMonitor(
-            etc_health_config(default),
-            {pid: etc_health_config(t) for pid, t in overrides.items()},
-        )
-        open_lanes: list[LaneKey] = [
-            (plaza.id, direction, lane.id)
-            for plaza in network.plazas
-            for direction, approach in plaza.approaches()
-            for lane in approach.lanes
-        ]
-        self._stall = LaneStallMonitor(
-            stall_config(default),
-            open_lanes,
-            {pid: stall_config(t) for pid, t in overrides.items()},
-        )
         self._gaps = DataGapMonitor(
             self.config.data_gap or DataGapConfig(silence_s=default.data_gap_s)
         )
@@ -117,24 +123,55 @@ class Pipeline:
         out.alerts.extend(self._gaps.seen(event.plaza_id, now_s, event.ts))
         plaza = self._plazas.get(event.plaza_id)
         if plaza is not None:
-            self._detect(event.plaza_id, plaza, plaza.merger.push(event, now_s), out)
+            self._detect(plaza, plaza.merger.push(event, now_s), out)
         return out
 
     def tick(self, now_s: float) -> Outputs:
         """Periodic work on processing time: idle feeds released, data gaps raised."""
         out = Outputs()
-        for plaza_id, plaza in self._plazas.items():
+        for plaza in self._plazas.values():
             if len(plaza.merger):
-                self._detect(plaza_id, plaza, plaza.merger.release(now_s), out)
+                self._detect(plaza, plaza.merger.release(now_s), out)
         out.alerts.extend(self._gaps.check(now_s))
         return out
 
     def finish(self) -> Outputs:
         """End of input (backtest): everything still buffered goes through."""
         out = Outputs()
-        for plaza_id, plaza in self._plazas.items():
-            self._detect(plaza_id, plaza, plaza.merger.flush(), out)
+        for plaza in self._plazas.values():
+            self._detect(plaza, plaza.merger.flush(), out)
         return out
+
+    def snapshot(self, plaza_ids: Iterable[str]) -> bytes:
+        """The detector state of these plazas, for `restore` in another process."""
+        plazas = self._plazas
+        return checkpoint.dumps({pid: plazas[pid] for pid in plaza_ids if pid in plazas})
+
+    def restore(self, snapshot: bytes, now_s: float) -> list[str]:
+        """Take over the plazas of a `snapshot`; returns those restored.
+
+        Processing-time clocks restart at `now_s`: a restored feed gets a fresh grace
+        period and a restart by itself raises no DATA_GAP. A plaza whose configuration
+        changed since the snapshot starts from empty detectors instead.
+        """
+        restored = []
+        for plaza_id, plaza in checkpoint.loads(snapshot, PlazaState).items():
+            if self._specs.get(plaza_id) != plaza.spec:
+                continue
+            plaza.merger.rearm(now_s)
+            self._plazas[plaza_id] = plaza
+            restored.append(plaza_id)
+        self.forget_feeds(restored)
+        return restored
+
+    def drop(self, plaza_ids: Iterable[str]) -> None:
+        """These plazas moved to another worker: back to empty detectors, no data-gap watch."""
+        plaza_ids = list(plaza_ids)
+        for plaza_id in plaza_ids:
+            spec = self._specs.get(plaza_id)
+            if spec is not None:
+                self._plazas[plaza_id] = PlazaState(spec, self.config)
+        self.forget_feeds(plaza_ids)
 
     def forget_feeds(self, plaza_ids: Iterable[str]) -> None:
         """These plazas' partitions moved to another worker: their silence here is no gap."""
@@ -145,20 +182,20 @@ class Pipeline:
         """Events that arrived after their time had been released (fed late)."""
         return sum(plaza.merger.late_events for plaza in self._plazas.values())
 
-    def _detect(self, plaza_id: str, plaza: _Plaza, events: Iterable[Event], out: Outputs) -> None:
+    def _detect(self, plaza: PlazaState, events: Iterable[Event], out: Outputs) -> None:
         for event in events:
             if isinstance(event, ApproachDetection | LaneTransaction | LaneStatus):
                 estimator = plaza.estimators.get(event.direction)
                 if estimator is not None:
                     estimator.observe(event)
             if isinstance(event, LaneTransaction):
-                out.alerts.extend(self._etc.on_transaction(event))
-                out.alerts.extend(self._stall.on_transaction(event))
-                ratio = self._etc.failure_ratio(plaza_id, event.direction, event.lane_id)
+                out.alerts.extend(plaza.etc.on_transaction(event))
+                out.alerts.extend(plaza.stall.on_transaction(event))
+                ratio = plaza.etc.failure_ratio(event.plaza_id, event.direction, event.lane_id)
                 if ratio is not None:
-                    out.etc_ratios.append(((plaza_id, event.direction, event.lane_id), ratio))
+                    out.etc_ratios.append(((event.plaza_id, event.direction, event.lane_id), ratio))
             elif isinstance(event, LaneStatus):
-                out.alerts.extend(self._stall.on_lane_status(event))
+                out.alerts.extend(plaza.stall.on_lane_status(event))
             if isinstance(event, WeighMeasurement | LaneTransaction):
                 self._join_overload(plaza, event, out)
             # Every approach of the plaza moves on with the plaza's event time, so a
@@ -172,11 +209,13 @@ class Pipeline:
                     # lane when only ETC cars come); a stall matters once it is busy.
                     waiting = estimate.queue_veh if estimate.level >= 1 else 0.0
                     out.alerts.extend(
-                        self._stall.set_queue(plaza_id, estimate.direction, waiting, estimate.ts)
+                        plaza.stall.set_queue(
+                            estimate.plaza_id, estimate.direction, waiting, estimate.ts
+                        )
                     )
 
     def _join_overload(
-        self, plaza: _Plaza, event: WeighMeasurement | LaneTransaction, out: Outputs
+        self, plaza: PlazaState, event: WeighMeasurement | LaneTransaction, out: Outputs
     ) -> None:
         # Cars are never weighed: holding their admissions would only fill memory.
         if isinstance(event, LaneTransaction) and (
@@ -188,11 +227,11 @@ class Pipeline:
         pending = plaza.pending_overload
         while pending:
             oldest_key, oldest = next(iter(pending.items()))
-            if not is_join_expired(oldest, event.ts, plaza.overload):
+            if not is_join_expired(oldest, event.ts, plaza.spec.overload):
                 break
             del pending[oldest_key]
         key = overload_join_key(event)
-        state, alert = join_overload(pending.pop(key, None), event, plaza.overload)
+        state, alert = join_overload(pending.pop(key, None), event, plaza.spec.overload)
         if state is not None:
             pending[key] = state
         if alert is not None:

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     event_horizon_s: int = Field(default=72 * 3600, gt=0)
     allowed_lateness_s: int = Field(default=30, ge=0)
     dedup_capacity: int = Field(default=1_000_000, ge=1)
+    # Detector state is checkpointed per input partition this often (processing time)
+    # or after this many events of the partition, whichever comes first.
+    # A worker silent this long is out of the group and its partitions move (Faust's
+    # default); a restarted worker waits out its dead predecessor's session too.
+    # At least the broker's group.min.session.timeout.ms (6 s), at most the request timeout.
+    session_timeout_s: float = Field(default=60.0, ge=6, le=90)
+    checkpoint_every_s: float = Field(default=5.0, gt=0)
+    checkpoint_every_events: int = Field(default=50_000, ge=1)
     # A plaza's detector or transaction feed silent this long (processing time) is
     # no longer waited for when ordering that plaza's events.
     reorder_idle_s: float = Field(default=10.0, gt=0)

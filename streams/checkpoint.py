@@ -1,0 +1,308 @@
+"""Detector state that survives a killed worker: a changelogged checkpoint per input partition.
+
+Input topics are keyed by plaza and co-partitioned, so every state of a plaza (and the
+dedup ids of its events) belongs to one input partition number. The ingest agent saves
+that state, with the offsets it covers, into the `detector_checkpoints` table every few
+seconds. A worker that takes a partition over (restart or rebalance) restores the
+checkpoint on the partition's first event, reads back from the log what Faust already
+committed past the checkpoint, and skips what the checkpoint already covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
+
+from tollmon.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    PartitionCheckpoint,
+    PartitionProgress,
+    decode_checkpoint,
+    encode_checkpoint,
+)
+from tollmon.ingest import Ingest
+from tollmon.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+TABLE = "detector_checkpoints"
+# A partition's checkpoint holds all its plazas and dedup ids in one message.
+MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
+CHANGELOG_CONFIG = {
+    "max.message.bytes": str(MAX_CHECKPOINT_BYTES),
+    # Only the newest checkpoint of a partition matters: small segments let compaction
+    # drop the old ones soon, so a recovering worker reads little more than the newest.
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+}
+
+
+class InputMessage(Protocol):
+    """What the ingest agent needs of a message, from Faust or from a read-back."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+# Processes one input message; returns the plaza of a valid event, None for a dead letter.
+Handler = Callable[[InputMessage], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """How often a partition's state is saved: whichever comes first."""
+
+    every_s: float = 5.0
+    every_events: int = 50_000
+
+
+class Checkpoints:
+    """Saves, restores and completes the detector state of this worker's input partitions."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        ingest: Ingest,
+        pipeline: Pipeline,
+        inputs: Iterable[str],
+        reader: LogReader,
+        clock: Callable[[], float],
+        policy: CheckpointPolicy,
+    ) -> None:
+        self._table = app.Table(
+            TABLE,
+            default=None,
+            partitions=app.conf.topic_partitions,
+            key_type=bytes,
+            value_type=bytes,
+            extra_topic_configs=CHANGELOG_CONFIG,
+        )
+        self._app = app
+        self._ingest = ingest
+        self._pipeline = pipeline
+        self._inputs = tuple(inputs)
+        self._reader = reader
+        self._clock = clock
+        self._policy = policy
+        self._progress: dict[int, PartitionProgress] = {}
+        self._plazas: dict[int, set[str]] = {}
+        self._revoked: set[int] = set()
+
+    async def admit(self, message: InputMessage, handle: Handler) -> bool:
+        """Whether the agent should process `message`; False for a re-delivery.
+
+        The first message of a partition restores its checkpoint and first feeds what
+        the log holds between the checkpoint and Faust's committed offset; a message
+        that comes after offsets Faust never delivered has those fed first.
+        """
+        partition = message.partition
+        progress = self._progress.get(partition)
+        if progress is None:
+            progress = await self._take_over(partition, handle)
+        if progress.is_redelivery(message.topic, message.offset):
+            return False
+        missing = progress.missing_before(message.topic, message.offset)
+        if missing is not None:
+            await self._fill_gap(progress, message, missing, handle)
+        return True
+
+    async def _fill_gap(
+        self, progress: PartitionProgress, message: InputMessage, first: int, handle: Handler
+    ) -> None:
+        tp = TopicPartition(message.topic, message.partition)
+        fed = await self._feed(progress, {tp: (first, message.offset)}, handle)
+        log.info(
+            "%s[%d]: offsets %d..%d were not delivered by Faust; %d events read back",
+            message.topic,
+            message.partition,
+            first,
+            message.offset - 1,
+            fed,
+        )
+        # Faust never acks offsets it dropped (around a rebalance), so its commit would
+        # stay below them for good; its own gap bookkeeping lets the commit move past.
+        # `_add_gap` is Faust's own (it calls it for holes it sees in fetched offsets) but
+        # not part of ConsumerT; typed Any for that.
+        consumer: Any = self._app.consumer
+        await consumer._add_gap(TP(message.topic, message.partition), first, message.offset - 1)
+
+    def taken(self, message: InputMessage, plaza_id: str | None) -> None:
+        """`message` went through the detectors (or to the dead letters); save when due."""
+        partition = message.partition
+        if plaza_id is not None:
+            self._plazas.setdefault(partition, set()).add(plaza_id)
+        progress = self._progress[partition]
+        progress.taken(message.topic, message.offset)
+        now_s = self._clock()
+        if progress.is_due(now_s, self._policy.every_s, self._policy.every_events):
+            self._save(partition, progress, now_s)
+
+    def on_revoked(self, partitions: Iterable[int]) -> None:
+        """Partitions leave this worker unless the assignment that follows gives them back."""
+        self._revoked.update(partitions)
+
+    def on_assigned(self, partitions: Iterable[int]) -> list[str]:
+        """Forget the state of partitions now served elsewhere; returns their plazas."""
+        gone = self._revoked - set(partitions)
+        self._revoked.clear()
+        plazas: list[str] = []
+        for partition in gone:
+            plazas.extend(self._plazas.pop(partition, ()))
+            self._progress.pop(partition, None)
+            self._ingest.forget_partition(partition)
+        self._pipeline.drop(plazas)
+        return plazas
+
+    async def _take_over(self, partition: int, handle: Handler) -> PartitionProgress:
+        started = time.perf_counter()
+        now_s = self._clock()
+        checkpoint = self._load(partition)
+        # Faust resumes at the committed offsets. Without a checkpoint the state starts
+        # empty there; with one, whatever lies between the checkpoint and those offsets
+        # was taken in by the previous owner after its last save and is read back.
+        committed = await self._reader.committed(
+            [TopicPartition(topic, partition) for topic in self._inputs]
+        )
+        ranges: dict[TopicPartition, tuple[int, int]] = {}
+        if checkpoint is None:
+            progress = PartitionProgress(
+                {tp.topic: offset for tp, offset in committed.items() if offset is not None},
+                saved_at_s=now_s,
+            )
+        else:
+            progress = PartitionProgress.after(checkpoint.offsets, now_s)
+            self._ingest.restore_dedup_ids(partition, checkpoint.dedup_ids)
+            try:
+                restored = self._pipeline.restore(checkpoint.plazas, now_s)
+            except CheckpointError as exc:
+                log.warning("partition %d: detector state not restored: %s", partition, exc)
+                restored = []
+            self._plazas[partition] = set(restored)
+            for tp, offset in committed.items():
+                first = progress.next_offsets.get(tp.topic, 0)
+                if offset is not None and offset > first:
+                    ranges[tp] = (first, offset)
+        self._progress[partition] = progress
+        fed = await self._feed(progress, ranges, handle)
+        # Saved at once, so a worker killed again soon neither repeats the read-back nor
+        # commits offsets past a partition that has no checkpoint at all.
+        self._save(partition, progress, self._clock())
+        log.info(
+            "partition %d taken over: checkpoint %s, %d events read back in %.3f s",
+            partition,
+            "restored" if checkpoint is not None else "none",
+            fed,
+            time.perf_counter() - started,
+        )
+        return progress
+
+    async def _feed(
+        self,
+        progress: PartitionProgress,
+        ranges: dict[TopicPartition, tuple[int, int]],
+        handle: Handler,
+    ) -> int:
+        fed = 0
+        async for message in self._reader.read(ranges):
+            if progress.is_redelivery(message.topic, message.offset):
+                continue
+            plaza_id = await handle(message)
+            self.taken(message, plaza_id)
+            fed += 1
+        for tp, (_, end) in ranges.items():
+            progress.next_offsets[tp.topic] = max(progress.next_offsets.get(tp.topic, 0), end)
+        return fed
+
+    def _load(self, partition: int) -> PartitionCheckpoint | None:
+        stored = self._table.get(_key(partition))
+        if stored is None:
+            return None
+        try:
+            return decode_checkpoint(stored)
+        except CheckpointError as exc:
+            log.warning("partition %d: checkpoint ignored: %s", partition, exc)
+            return None
+
+    def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
+        checkpoint = PartitionCheckpoint(
+            version=FORMAT_VERSION,
+            offsets=progress.covered(),
+            plazas=self._pipeline.snapshot(self._plazas.get(partition, ())),
+            dedup_ids=self._ingest.dedup_ids(partition),
+        )
+        self._table[_key(partition)] = encode_checkpoint(checkpoint)
+        progress.saved(now_s)
+
+
+def _key(partition: int) -> bytes:
+    return str(partition).encode()
+
+
+class LogReader:
+    """Reads offset ranges of input partitions straight from Kafka, outside Faust's group."""
+
+    def __init__(self, bootstrap: str, group_id: str, client_options: dict[str, Any]) -> None:
+        self._bootstrap = bootstrap
+        self._group_id = group_id
+        self._options = client_options
+
+    async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets (read without joining the group)."""
+        consumer = self._consumer(self._group_id)
+        await consumer.start()
+        try:
+            return {tp: await consumer.committed(tp) for tp in tps}
+        finally:
+            await consumer.stop()
+
+    async def read(
+        self, ranges: dict[TopicPartition, tuple[int, int]]
+    ) -> AsyncIterator[InputMessage]:
+        """Every message in [start, end) of each partition, partition by partition in order."""
+        wanted = {tp: bounds for tp, bounds in ranges.items() if bounds[0] < bounds[1]}
+        if not wanted:
+            return
+        consumer = self._consumer(None)
+        await consumer.start()
+        try:
+            consumer.assign(list(wanted))
+            for tp, (start, _) in wanted.items():
+                consumer.seek(tp, start)
+            while wanted:
+                batches = await consumer.getmany(*wanted, timeout_ms=1000)
+                for tp, records in batches.items():
+                    end = wanted[tp][1]
+                    for record in records:
+                        if record.offset < end:
+                            yield record
+                for tp in list(wanted):
+                    if await consumer.position(tp) >= wanted[tp][1]:
+                        del wanted[tp]
+        finally:
+            await consumer.stop()
+
+    def _consumer(self, group_id: str | None) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._options,
+        )

@@ -1,0 +1,151 @@
+"""Detector state as bytes, and which input offsets a saved state already covers.
+
+A checkpoint is read back from a Kafka topic, so loading one must not run arbitrary
+code: the unpickler admits only the project's state classes and a short list of
+standard containers, and refuses anything else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import pickle
+import zlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+import msgspec
+
+from tollmon.errors import TollmonError
+
+# Bumped whenever a detector's state changes shape: an older checkpoint is then ignored.
+FORMAT_VERSION = 1
+
+# The packages whose classes make up detector state. Only classes are admitted, never
+# functions, so a crafted checkpoint can at most build state objects.
+_STATE_PACKAGES = ("detectors.", "tollmon.pipeline", "tollmon.events")
+_STANDARD: dict[str, frozenset[str]] = {
+    "builtins": frozenset({"set", "frozenset", "bytearray", "complex", "slice"}),
+    "collections": frozenset({"deque", "OrderedDict", "defaultdict"}),
+    "array": frozenset({"array", "_array_reconstructor"}),
+    "itertools": frozenset({"count"}),
+    # Keyword-only msgspec Structs pickle as rebuild(cls, kwargs); cls passes this filter too.
+    "msgspec._utils": frozenset({"rebuild"}),
+    "numpy": frozenset({"ndarray", "dtype"}),
+    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy.dtypes": frozenset({"Float64DType", "Int64DType", "BoolDType"}),
+}
+
+T = TypeVar("T")
+
+
+class CheckpointError(TollmonError):
+    """A checkpoint that cannot be loaded: foreign content, corrupt or from another version."""
+
+
+class _StateUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if name in _STANDARD.get(module, ()):
+            return super().find_class(module, name)
+        if module.startswith(_STATE_PACKAGES) and "." not in name:
+            found = getattr(importlib.import_module(module), name, None)
+            if isinstance(found, type) and not issubclass(found, Enum | BaseException):
+                return found
+        raise CheckpointError(f"a checkpoint may not contain {module}.{name}")
+
+
+def dumps(state: object) -> bytes:
+    """Plain detector objects as compressed bytes (level 1: snapshots are frequent)."""
+    return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def loads(data: bytes, value_type: type[T]) -> dict[str, T]:
+    """The `dumps` of a dict of `value_type` by key; raises CheckpointError on anything else."""
+    try:
+        state = _StateUnpickler(io.BytesIO(zlib.decompress(data))).load()
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a corrupt blob can fail in any of pickle's many ways
+        raise CheckpointError(f"unreadable checkpoint: {exc!r}") from exc
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, value_type) for k, v in state.items()
+    ):
+        raise CheckpointError(f"a checkpoint must map names to {value_type.__name__}")
+    return state
+
+
+class PartitionCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """What one input partition number's detectors had taken in, and their state then.
+
+    `offsets` is the last offset processed per input topic; a topic missing from it
+    had nothing processed yet.
+    """
+
+    version: int
+    offsets: dict[str, int]
+    plazas: bytes  # Pipeline.snapshot of the plazas seen on the partition
+    dedup_ids: list[str]  # the partition's remembered event ids, oldest first
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(PartitionCheckpoint).decode
+
+
+def encode_checkpoint(checkpoint: PartitionCheckpoint) -> bytes:
+    return _encode(checkpoint)
+
+
+def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
+    """Raises CheckpointError for bytes that are not a checkpoint of this version."""
+    try:
+        checkpoint = _decode(data)
+    except msgspec.DecodeError as exc:
+        raise CheckpointError(f"not a checkpoint: {exc}") from exc
+    if checkpoint.version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint version {checkpoint.version}, not {FORMAT_VERSION}")
+    return checkpoint
+
+
+@dataclass
+class PartitionProgress:
+    """Which offsets of one input partition number the detector state has taken in.
+
+    After a restore, anything at or before the checkpoint's offsets is a re-delivery and
+    is skipped; anything after them that Faust does not deliver (its commit ran ahead
+    of the checkpoint, or it skipped events around a rebalance) has to be read back.
+    """
+
+    next_offsets: dict[str, int] = field(default_factory=dict)
+    events_since_save: int = 0
+    saved_at_s: float = 0.0
+
+    @classmethod
+    def after(cls, offsets: dict[str, int], now_s: float) -> PartitionProgress:
+        return cls({topic: offset + 1 for topic, offset in offsets.items()}, 0, now_s)
+
+    def is_redelivery(self, topic: str, offset: int) -> bool:
+        return offset < self.next_offsets.get(topic, 0)
+
+    def missing_before(self, topic: str, offset: int) -> int | None:
+        """The first offset not yet taken in, if it is before `offset`; else None."""
+        expected = self.next_offsets.get(topic, 0)
+        return expected if expected < offset else None
+
+    def taken(self, topic: str, offset: int) -> None:
+        self.next_offsets[topic] = max(self.next_offsets.get(topic, 0), offset + 1)
+        self.events_since_save += 1
+
+    def covered(self) -> dict[str, int]:
+        """The last offset taken in per topic, as a checkpoint records it."""
+        return {topic: offset - 1 for topic, offset in self.next_offsets.items() if offset > 0}
+
+    def is_due(self, now_s: float, every_s: float, every_events: int) -> bool:
+        if not self.events_since_save:
+            return False
+        return self.events_since_save >= every_events or now_s - self.saved_at_s >= every_s
+
+    def saved(self, now_s: float) -> None:
+        self.events_since_save = 0
+        self.saved_at_s = now_s
