@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import faust
 from aiokafka.errors import KafkaError
@@ -33,29 +33,50 @@ class Worker:
     emitter: Emitter
     pusher: AlertmanagerPusher | None
     clock: Callable[[], float]
+    # Input topics are keyed by plaza and co-partitioned: a plaza has one partition number.
+    plaza_partition: dict[str, int] = field(default_factory=dict)
+
+
+class InputMessage(Protocol):
+    """What the agent reads of a consumed message (a Faust `Message` has all of it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None:
+    """Validate, detect, record and send on every message of a batch, in order."""
+    for message in messages:
+        source = Source(message.topic, message.partition, message.offset, message.key)
+        outcome = worker.ingest.accept(message.value, source)
+        if isinstance(outcome, DeadLetter):
+            await worker.topics.deadletter.send(
+                key=outcome.key, value=outcome.value, headers=list(outcome.headers)
+            )
+            continue
+        worker.plaza_partition[outcome.plaza_id] = message.partition
+        worker.recorder.event(outcome)
+        await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
+        if isinstance(outcome, WeighMeasurement):
+            await worker.topics.by_pass.send(key=outcome.pass_id.encode(), value=message.value)
 
 
 def register_agents(app: faust.App, worker: Worker) -> None:
     """Consume the input topics; run the periodic processing-time work."""
 
-    # Input topics are keyed by plaza and co-partitioned: a plaza has one partition number.
-    plaza_partition: dict[str, int] = {}
+    plaza_partition = worker.plaza_partition
 
     async def ingest_events(stream: Any) -> None:
         async for record in stream.events():
-            message = record.message
-            source = Source(message.topic, message.partition, message.offset, message.key)
-            outcome = worker.ingest.accept(message.value, source)
-            if isinstance(outcome, DeadLetter):
-                await worker.topics.deadletter.send(
-                    key=outcome.key, value=outcome.value, headers=list(outcome.headers)
-                )
-                continue
-            plaza_partition[outcome.plaza_id] = message.partition
-            worker.recorder.event(outcome)
-            await worker.emitter.emit(worker.pipeline.process(outcome, worker.clock()))
-            if isinstance(outcome, WeighMeasurement):
-                await worker.topics.by_pass.send(key=outcome.pass_id.encode(), value=message.value)
+            await ingest_batch(worker, (record.message,))
 
     app.agent(worker.topics.inputs, name="ingest")(ingest_events)
 
