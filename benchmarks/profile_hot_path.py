@@ -8,9 +8,11 @@ Two measurements over the same kind of traffic, a network of many replicated pla
 - `worker`: a real `tollmon worker` in replay time mode draining a backlog pre-filled on
   the broker under a fresh topic prefix; events/s from its own `tollmon_events_total`.
   Optionally sampled by py-spy (`--py-spy FILE`, speedscope or flamegraph by extension).
+- `bare`: the reference of issue #7, an aiokafka consumer that only decodes the backlog.
 
     python benchmarks/profile_hot_path.py inproc --copies 20 --seconds 300 [--profile]
     python benchmarks/profile_hot_path.py worker --copies 20 --seconds 300 [--py-spy out.txt]
+    python benchmarks/profile_hot_path.py bare --copies 20 --seconds 300
 """
 
 from __future__ import annotations
@@ -25,14 +27,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from streams.agents import Worker, ingest_batch
 from streams.emitter import Emitter
@@ -126,7 +125,7 @@ class _NullTopics:
 
 def _build_worker(network: Network) -> Worker:
     metrics = Metrics.create()
-    topics = _NullTopics()
+    topics: Any = _NullTopics()  # duck-typed: the agent only calls send on it
     recorder = MetricsRecorder(metrics)
     clock = time.time
     return Worker(
@@ -181,16 +180,6 @@ def in_process(args: argparse.Namespace) -> None:
 # ---- a real worker draining a backlog ------------------------------------------------------
 
 
-def _metric_total(url: str, name: str) -> float:
-    text = httpx.get(url, timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
-
-
 def _fill_backlog(bootstrap: str, prefix: str, messages: list[RawMessage]) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -216,18 +205,30 @@ def _fill_backlog(bootstrap: str, prefix: str, messages: list[RawMessage]) -> No
     print(f"backlog: {stats.sent:,} messages produced at {stats.rate:,.0f}/s")
 
 
-def _samples(url: str, process: subprocess.Popen[bytes], until: float) -> Iterator[float]:
-    while time.monotonic() < until and process.poll() is None:
-        try:
-            total = _metric_total(url, "tollmon_events_total")
-        except httpx.HTTPError:
-            total = None  # not serving yet
-        if total is not None:
-            yield total
-        time.sleep(0.5)
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _committed(admin: Any, group: str, topics: set[str]) -> int:
+    """Input messages the worker's consumer group has committed (processed and acked)."""
+    offsets = admin.list_group_offsets(group).get(group, {})
+    return sum(
+        meta.offset for tp, meta in offsets.items() if tp.topic in topics and meta.offset > 0
+    )
+
+
+@dataclass(frozen=True)
+class _Progress:
+    wall_s: float
+    cpu_s: float
+    committed: int
 
 
 def worker_backlog(args: argparse.Namespace) -> None:
+    from kafka.admin import KafkaAdminClient
+
     network, data = synthetic_network(args.copies)
     messages = recorded_traffic(network, args.seconds)
     prefix = f"prof{uuid.uuid4().hex[:8]}."
@@ -250,28 +251,37 @@ def worker_backlog(args: argparse.Namespace) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "tollmon", "worker"], cwd=REPO, env=env, stdout=log, stderr=log
     )
-    url = f"http://127.0.0.1:{args.port}/metrics"
+    # Progress is read from the broker, not from /metrics: scraping costs the worker CPU.
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+    group = f"{prefix}tollmon".replace(".", "-")
+    inputs = {prefix + name for name in TOPIC_BY_TYPE.values()}
     spy: subprocess.Popen[bytes] | None = None
     try:
-        first: tuple[float, float] | None = None
-        last = (time.monotonic(), 0.0)
-        for total in _samples(url, process, time.monotonic() + args.timeout):
-            now = time.monotonic()
-            if first is None and total > 0:
-                first = (now, total)
+        first: _Progress | None = None
+        last: _Progress | None = None
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            done = _committed(admin, group, inputs)
+            if done == 0:
+                continue
+            last = _Progress(time.monotonic(), _cpu_seconds(process.pid), done)
+            if first is None:
+                first = last
                 if args.py_spy:
                     spy = _start_py_spy(process.pid, args.py_spy)
-            last = (now, total)
-            if total >= len(messages):
+            if done >= len(messages):
                 break
-        if first is None or last[1] <= first[1]:
+        if first is None or last is None or last.committed <= first.committed:
             raise SystemExit(f"the worker processed nothing; log in {workdir}")
-        rate = (last[1] - first[1]) / (last[0] - first[0])
+        events = last.committed - first.committed
         print(
-            f"worker: {last[1]:,.0f} of {len(messages):,} events; "
-            f"{rate:,.0f} events/s after the first batch"
+            f"worker: {last.committed:,} of {len(messages):,} events committed; after the "
+            f"first commit {events / (last.wall_s - first.wall_s):,.0f} events/s wall, "
+            f"{events / (last.cpu_s - first.cpu_s):,.0f} events per CPU-second"
         )
     finally:
+        admin.close()
         if spy is not None:
             spy.wait(timeout=120)
         process.terminate()
@@ -279,6 +289,48 @@ def worker_backlog(args: argparse.Namespace) -> None:
         log.close()
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bare_consumer(args: argparse.Namespace) -> None:
+    """The reference: an aiokafka consumer that only decodes, over the same backlog."""
+    from aiokafka import AIOKafkaConsumer
+
+    from tollmon.validation import decode
+
+    network, _ = synthetic_network(args.copies)
+    messages = recorded_traffic(network, args.seconds)
+    prefix = f"prof{uuid.uuid4().hex[:8]}."
+    _fill_backlog(args.bootstrap, prefix, messages)
+
+    async def consume() -> tuple[float, float]:
+        consumer = AIOKafkaConsumer(
+            *(prefix + name for name in TOPIC_BY_TYPE.values()),
+            bootstrap_servers=args.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            decoded = 0
+            started: tuple[float, float] | None = None
+            while decoded < len(messages):
+                batches = await consumer.getmany(timeout_ms=1000)
+                if started is None and batches:
+                    started = (time.perf_counter(), time.process_time())
+                for records in batches.values():
+                    for record in records:
+                        decode(record.value)
+                        decoded += 1
+            assert started is not None
+            return time.perf_counter() - started[0], time.process_time() - started[1]
+        finally:
+            await consumer.stop()
+
+    wall_s, cpu_s = asyncio.run(consume())
+    print(
+        f"bare consumer: {len(messages):,} events decoded; {len(messages) / wall_s:,.0f} "
+        f"events/s wall, {len(messages) / cpu_s:,.0f} events per CPU-second"
+    )
 
 
 def _start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
@@ -295,12 +347,13 @@ def _start_py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
-    for name in ("inproc", "worker"):
+    for name in ("inproc", "worker", "bare"):
         p = sub.add_parser(name)
         p.add_argument("--copies", type=int, default=20, help="replicas of the sample network")
         p.add_argument("--seconds", type=float, default=300.0, help="event time to generate")
     sub.choices["inproc"].add_argument("--batch", type=int, default=500)
     sub.choices["inproc"].add_argument("--profile", metavar="FILE", help="pyinstrument text")
+    sub.choices["bare"].add_argument("--bootstrap", default="localhost:9092")
     worker = sub.choices["worker"]
     worker.add_argument("--bootstrap", default="localhost:9092")
     worker.add_argument("--port", type=int, default=6090)
@@ -310,6 +363,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "inproc":
         in_process(args)
+    elif args.mode == "bare":
+        bare_consumer(args)
     else:
         worker_backlog(args)
 
