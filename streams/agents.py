@@ -14,7 +14,7 @@ from streams.emitter import Emitter
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
 from tollmon.ingest import DeadLetter, Ingest, Source
-from tollmon.pipeline import Pipeline
+from tollmon.pipeline import Outputs, Pipeline
 from tollmon.recorder import MetricsRecorder
 
 TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
@@ -60,8 +60,9 @@ class InputMessage(Protocol):
 async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None:
     """Validate, detect and record every message of a batch, then hand its outputs on.
 
-    Nothing is awaited per event: outputs are staged and flushed to the producer once,
-    before the caller acknowledges the batch.
+    Nothing is awaited per event: the batch's outputs are collected, staged, and
+    flushed to the producer once, before the caller acknowledges the batch. Each
+    output topic receives its messages in the order the detectors produced them.
     """
     ingest, pipeline, recorder, emitter = (
         worker.ingest,
@@ -72,6 +73,7 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
     topics, plaza_partition = worker.topics, worker.plaza_partition
     # One processing time per batch: a batch spans milliseconds of consumption.
     now_s = worker.clock()
+    out = Outputs()
     for message in messages:
         source = Source(message.topic, message.partition, message.offset, message.key)
         outcome = ingest.accept(message.value, source)
@@ -82,11 +84,10 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
             continue
         plaza_partition[outcome.plaza_id] = message.partition
         recorder.event(outcome)
-        out = pipeline.process(outcome, now_s)
-        if out:
-            emitter.stage(out)
+        pipeline.process(outcome, now_s, out)
         if isinstance(outcome, WeighMeasurement):
             emitter.stage_message(topics.by_pass, outcome.pass_id.encode(), message.value)
+    emitter.stage(out)
     await emitter.flush()
 
 

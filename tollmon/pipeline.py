@@ -22,7 +22,7 @@ from detectors.overload import (
     join_overload,
     overload_join_key,
 )
-from detectors.queue import ApproachEstimator, QueueEstimate
+from detectors.queue import BOUNDARY_MS, ApproachEstimator, QueueEstimate
 from detectors.stall import LaneStallMonitor
 from tollmon.events import (
     ApproachDetection,
@@ -65,6 +65,10 @@ class _Plaza:
         overload: OverloadThresholds,
     ) -> None:
         self.estimators = estimators
+        # A lower bound of every started estimator's next 5 s boundary: an event at or
+        # before it closes none, so `advance` would produce nothing (None: none started).
+        self.quiet_until_ms: int | None = None
+        self.estimating = False  # some estimator has observed an event
         self.overload = overload
         # Half-joined (plaza, pass_id) entry weighings and admissions, oldest first.
         self.pending_overload: dict[str, PendingOverload] = {}
@@ -111,9 +115,10 @@ class Pipeline:
             self.config.data_gap or DataGapConfig(silence_s=default.data_gap_s)
         )
 
-    def process(self, event: Event, now_s: float) -> Outputs:
-        """Take one valid event at processing time `now_s`."""
-        out = Outputs()
+    def process(self, event: Event, now_s: float, out: Outputs | None = None) -> Outputs:
+        """Take one valid event at processing time `now_s`; outputs are added to `out`."""
+        if out is None:
+            out = Outputs()
         out.alerts.extend(self._gaps.seen(event.plaza_id, now_s, event.ts))
         plaza = self._plazas.get(event.plaza_id)
         if plaza is not None:
@@ -151,6 +156,7 @@ class Pipeline:
                 estimator = plaza.estimators.get(event.direction)
                 if estimator is not None:
                     estimator.observe(event)
+                    plaza.estimating = True
             if isinstance(event, LaneTransaction):
                 out.alerts.extend(self._etc.on_transaction(event))
                 out.alerts.extend(self._stall.on_transaction(event))
@@ -161,19 +167,29 @@ class Pipeline:
                 out.alerts.extend(self._stall.on_lane_status(event))
             if isinstance(event, WeighMeasurement | LaneTransaction):
                 self._join_overload(plaza, event, out)
-            # Every approach of the plaza moves on with the plaza's event time, so a
-            # quiet approach still reports its (empty) queue every 5 s.
-            for estimator in plaza.estimators.values():
-                emitted = estimator.advance(event.ts)
-                out.alerts.extend(emitted.alerts)
-                for estimate in emitted.estimates:
-                    out.estimates.append(estimate)
-                    # A lane idle while its approach merely trickles is normal (an MTC
-                    # lane when only ETC cars come); a stall matters once it is busy.
-                    waiting = estimate.queue_veh if estimate.level >= 1 else 0.0
-                    out.alerts.extend(
-                        self._stall.set_queue(plaza_id, estimate.direction, waiting, estimate.ts)
-                    )
+            quiet_until = plaza.quiet_until_ms
+            if quiet_until is None or event.ts > quiet_until:
+                self._advance(plaza_id, plaza, event.ts, out)
+            if plaza.estimating:
+                # Every started estimator's boundary is now at or past this one.
+                plaza.quiet_until_ms = -(-event.ts // BOUNDARY_MS) * BOUNDARY_MS
+
+    def _advance(self, plaza_id: str, plaza: _Plaza, ts_ms: int, out: Outputs) -> None:
+        # Every approach of the plaza moves on with the plaza's event time, so a
+        # quiet approach still reports its (empty) queue every 5 s. Estimators only
+        # emit once an event is past one of their boundaries, which `_detect` checks
+        # first: most events cross none.
+        for estimator in plaza.estimators.values():
+            emitted = estimator.advance(ts_ms)
+            out.alerts.extend(emitted.alerts)
+            for estimate in emitted.estimates:
+                out.estimates.append(estimate)
+                # A lane idle while its approach merely trickles is normal (an MTC
+                # lane when only ETC cars come); a stall matters once it is busy.
+                waiting = estimate.queue_veh if estimate.level >= 1 else 0.0
+                out.alerts.extend(
+                    self._stall.set_queue(plaza_id, estimate.direction, waiting, estimate.ts)
+                )
 
     def _join_overload(
         self, plaza: _Plaza, event: WeighMeasurement | LaneTransaction, out: Outputs
