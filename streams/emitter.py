@@ -48,7 +48,8 @@ class Emitter:
             self._recorder.estimate(estimate)
             key = f"{estimate.plaza_id}/{estimate.direction}".encode()
             self._outbox.append((estimates_topic, key, _encode(estimate), None))
-        for lane, ratio in out.etc_ratios:
+        # A batch updates a lane's ratio many times; the gauge shows the last.
+        for lane, ratio in dict(out.etc_ratios).items():
             self._recorder.etc_ratio(lane, ratio)
         if out.alerts:
             self.stage_alerts(out.alerts)
