@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from streams.alertmanager import AlertmanagerPusher
 from streams.emitter import Emitter
 from streams.topics import Topics
-from tollmon.events import WeighMeasurement
+from tollmon.events import Event, WeighMeasurement
 from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.pipeline import Outputs, Pipeline
 from tollmon.recorder import MetricsRecorder
@@ -74,6 +74,7 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
     # One processing time per batch: a batch spans milliseconds of consumption.
     now_s = worker.clock()
     out = Outputs()
+    accepted: list[Event] = []
     for message in messages:
         source = Source(message.topic, message.partition, message.offset, message.key)
         outcome = ingest.accept(message.value, source)
@@ -83,10 +84,11 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
             )
             continue
         plaza_partition[outcome.plaza_id] = message.partition
-        recorder.event(outcome)
+        accepted.append(outcome)
         pipeline.process(outcome, now_s, out)
         if isinstance(outcome, WeighMeasurement):
             emitter.stage_message(topics.by_pass, outcome.pass_id.encode(), message.value)
+    recorder.events(accepted)
     emitter.stage(out)
     await emitter.flush()
 
