@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import generate_latest
 
 from streams.agents import Worker, ingest_batch
 from streams.emitter import Emitter
@@ -123,8 +124,7 @@ class _NullTopics:
             setattr(self, name, _NullTopic())
 
 
-def _build_worker(network: Network) -> Worker:
-    metrics = Metrics.create()
+def _build_worker(network: Network, metrics: Metrics) -> Worker:
     topics: Any = _NullTopics()  # duck-typed: the agent only calls send on it
     recorder = MetricsRecorder(metrics)
     clock = time.time
@@ -141,9 +141,11 @@ def _build_worker(network: Network) -> Worker:
     )
 
 
-def run_in_process(network: Network, messages: list[RawMessage], batch: int) -> tuple[float, float]:
+def run_in_process(
+    network: Network, messages: list[RawMessage], batch: int, metrics: Metrics
+) -> tuple[float, float]:
     """Wall and CPU seconds the agent's code takes over `messages`, in batches of `batch`."""
-    worker = _build_worker(network)
+    worker = _build_worker(network, metrics)
 
     async def drain() -> None:
         for start in range(0, len(messages), batch):
@@ -163,21 +165,30 @@ def in_process(args: argparse.Namespace) -> None:
         f"({len(messages) / args.seconds / len(network.plazas):.1f}/s per plaza), "
         f"generated in {time.perf_counter() - started:.1f} s"
     )
+    metrics = Metrics.create()
     if args.profile:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.0005)
         profiler.start()
-        seconds = run_in_process(network, messages, args.batch)
+        seconds = run_in_process(network, messages, args.batch, metrics)
         profiler.stop()
         Path(args.profile).write_text(profiler.output_text(unicode=True, show_all=False))
         print(f"profile written to {args.profile}")
     else:
-        seconds = run_in_process(network, messages, args.batch)
+        seconds = run_in_process(network, messages, args.batch, metrics)
     wall_s, cpu_s = seconds
     print(
         f"in-process: {len(messages) / wall_s:,.0f} events/s wall ({wall_s:.2f} s), "
         f"{len(messages) / cpu_s:,.0f} events per CPU-second"
+    )
+    # What one Prometheus scrape of this worker's /metrics costs at this network size.
+    started = time.process_time()
+    page = generate_latest(metrics.registry)
+    lines = page.count(b"\n")
+    print(
+        f"/metrics: {lines:,} lines, {len(page) / 1e6:.1f} MB, "
+        f"{(time.process_time() - started) * 1000:,.0f} ms CPU per scrape"
     )
 
 
