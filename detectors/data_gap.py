@@ -62,9 +62,15 @@ class DataGapMonitor:
 
     def seen(self, plaza_id: str, now_s: float, event_ts_ms: int | None = None) -> list[Alert]:
         """An event from `plaza_id` arrived at processing time `now_s`; resolves its gap if any."""
-        feed = self._live.pop(plaza_id, None) or self._silent.pop(plaza_id, None)
-        alerts: list[Alert] = []
         event_ms = int(now_s * 1000) if event_ts_ms is None else event_ts_ms
+        feed = self._live.get(plaza_id)
+        if feed is not None:
+            # The common case, once per event: a live feed (never firing) is seen again.
+            self._live.move_to_end(plaza_id)
+            self._touch(feed, now_s, event_ms)
+            return []
+        feed = self._silent.pop(plaza_id, None)
+        alerts: list[Alert] = []
         if feed is None:
             feed = _Feed(last_seen_s=now_s, last_event_ms=event_ms)
             feed.newest_bucket = self._bucket(now_s)
@@ -72,11 +78,14 @@ class DataGapMonitor:
             evidence = {**feed.alert.evidence, "silent_s": round(now_s - feed.last_seen_s, 1)}
             alerts.append(feed.alert.resolved(int(now_s * 1000), evidence))
             feed.alert = None
+        self._touch(feed, now_s, event_ms)
+        self._live[plaza_id] = feed
+        return alerts
+
+    def _touch(self, feed: _Feed, now_s: float, event_ms: int) -> None:
         self._count(feed, now_s)
         feed.last_seen_s = max(feed.last_seen_s, now_s)
         feed.last_event_ms = max(feed.last_event_ms, event_ms)
-        self._live[plaza_id] = feed
-        return alerts
 
     def forget(self, plaza_id: str) -> None:
         """Stop watching a plaza whose feed now goes to another worker (a rebalance)."""
@@ -109,6 +118,10 @@ class DataGapMonitor:
 
     def _count(self, feed: _Feed, now_s: float) -> None:
         bucket = self._bucket(now_s)
+        if bucket == feed.newest_bucket:
+            feed.buckets[bucket % _BUCKETS] += 1
+            feed.history_count += 1
+            return
         # Zero the buckets that fell out of the hour; at most _BUCKETS of them.
         stale = min(bucket - feed.newest_bucket, _BUCKETS)
         for step in range(1, stale + 1):

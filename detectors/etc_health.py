@@ -204,6 +204,8 @@ class EtcHealthMonitor:
             plaza.lanes[(tx.direction, tx.lane_id)] = lane
         self._apply(plaza, lane.window.evict_before(self._cutoff(plaza)))
         self._apply(plaza, lane.window.push(tx.ts, tx.result == "ETC_FAIL"))
+        if _far_from_raising(lane, plaza.config):
+            return alerts
         alert = self._evaluate(tx.plaza_id, plaza, lane, tx.ts, attempt=True)
         if alert is not None:
             alerts.append(alert)
@@ -319,6 +321,15 @@ class EtcHealthMonitor:
         resolved = lane.alert.resolved(ended_at, _evidence(lane, verdict, None, config))
         lane.alert, lane.clear_since_ms, lane.clear_attempts = None, None, 0
         return resolved
+
+
+def _far_from_raising(lane: _Lane, config: EtcHealthConfig) -> bool:
+    """The first checks of a raise, done without building a verdict: true for most lanes."""
+    attempts, failures = lane.window.attempts, lane.window.failures
+    return lane.alert is None and (
+        attempts < config.min_attempts
+        or (failures / attempts if attempts else 0.0) <= config.min_ratio
+    )
 
 
 def _evidence(

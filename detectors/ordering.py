@@ -67,27 +67,28 @@ class EventTimeMerger:
     def push(self, event: Event, now_s: float) -> list[Event]:
         """Take one event (processing time `now_s`); return what can be released."""
         kind = type(event)
+        ts = event.ts
         if self._started_s is None:
             self._started_s = now_s
-        if isinstance(event, _BLOCKING):
+        if kind in _BLOCKING:
             source = self._sources.get(kind)
             if source is None:
-                self._sources[kind] = _Source(event.ts, now_s)
+                self._sources[kind] = _Source(ts, now_s)
             else:
-                source.watermark = max(source.watermark, event.ts)
+                source.watermark = max(source.watermark, ts)
                 source.last_seen_s = now_s
             # Only the dense feeds define "newest": a sparse topic read far ahead in a
             # replay must not push the others' events out early through the hold limit.
-            if event.ts > self._newest_blocking:
-                self._newest_blocking = event.ts
+            if ts > self._newest_blocking:
+                self._newest_blocking = ts
                 if not self._leading or now_s - self._leading[-1][0] >= 1.0:
-                    self._leading.append((now_s, event.ts))
+                    self._leading.append((now_s, ts))
                 else:
-                    self._leading[-1] = (self._leading[-1][0], event.ts)
-        self._newest = max(self._newest, event.ts)
-        if event.ts < self._released_before:
+                    self._leading[-1] = (self._leading[-1][0], ts)
+        self._newest = max(self._newest, ts)
+        if ts < self._released_before:
             self.late_events += 1
-        heapq.heappush(self._heap, (event.ts, _RANK.get(kind, 3), event.event_id, event))
+        heapq.heappush(self._heap, (ts, _RANK.get(kind, 3), event.event_id, event))
         return self.release(now_s)
 
     def release(self, now_s: float) -> list[Event]:
@@ -125,15 +126,20 @@ class EventTimeMerger:
         return out
 
     def _release_point(self, now_s: float) -> int:
+        # Once per event: a plain loop over the (at most two) blocking sources.
         started = self._started_s if self._started_s is not None else now_s
-        active = [
-            s.watermark
-            for s in self._sources.values()
-            if now_s - (started if s.last_seen_s is None else s.last_seen_s) < self._idle_after_s
-        ]
-        if not active:
+        idle_after_s = self._idle_after_s
+        slowest: int | None = None
+        for source in self._sources.values():
+            last_seen_s = started if source.last_seen_s is None else source.last_seen_s
+            if now_s - last_seen_s < idle_after_s and (
+                slowest is None or source.watermark < slowest
+            ):
+                slowest = source.watermark
+        if slowest is None:
             return self._newest + 1
-        return max(min(active), self._held_too_long(now_s))
+        held = self._held_too_long(now_s)
+        return slowest if slowest >= held else held
 
     def _held_too_long(self, now_s: float) -> int:
         """The leading watermark of `max_hold_s` ago: everything before it has waited enough."""

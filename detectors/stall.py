@@ -84,7 +84,8 @@ class LaneStallMonitor:
         lane = self._lane(tx.plaza_id, tx.direction, tx.lane_id)
         lane.last_departure_ms = _latest(lane.last_departure_ms, tx.ts)
         lane.last_progress_ms = _latest(lane.last_progress_ms, tx.ts)
-        alerts.extend(self._resolve(lane, tx.ts, "departure"))
+        if lane.alert is not None:
+            alerts.extend(self._resolve(lane, tx.ts, "departure"))
         self._schedule(tx.plaza_id, lane)
         return alerts
 
@@ -104,7 +105,7 @@ class LaneStallMonitor:
         """The approach's latest queue estimate (SPEC §4.1 `queue_veh`) at event time `ts_ms`."""
         alerts = self.advance(plaza_id, ts_ms)
         plaza = self._plaza(plaza_id)
-        approach = plaza.approaches.setdefault(direction, _Approach())
+        approach = _approach(plaza, direction)
         approach.queue_veh = queue_veh
         if queue_veh >= plaza.config.min_queue_veh:
             if approach.queue_since_ms is None:
@@ -151,7 +152,7 @@ class LaneStallMonitor:
         return plaza
 
     def _lane(self, plaza_id: str, direction: str, lane_id: str) -> _Lane:
-        approach = self._plaza(plaza_id).approaches.setdefault(direction, _Approach())
+        approach = _approach(self._plaza(plaza_id), direction)
         lane = approach.lanes.get(lane_id)
         if lane is None:
             lane = _Lane(direction, lane_id, open=False)
@@ -206,6 +207,14 @@ class LaneStallMonitor:
         resolved = lane.alert.resolved(ts_ms, evidence)
         lane.alert = None
         return [resolved]
+
+
+def _approach(plaza: _Plaza, direction: str) -> _Approach:
+    # Once per event: look up first, so no _Approach is built only to be thrown away.
+    approach = plaza.approaches.get(direction)
+    if approach is None:
+        approach = plaza.approaches[direction] = _Approach()
+    return approach
 
 
 def _latest(known_ms: int | None, ts_ms: int) -> int:

@@ -143,16 +143,24 @@ class Checkpoints:
         consumer: Any = self._app.consumer
         await consumer._add_gap(TP(message.topic, message.partition), first, message.offset - 1)
 
+    def settled(self, message: InputMessage) -> bool:
+        """Whether `message` simply continues its partition: nothing to restore, skip or fill."""
+        progress = self._progress.get(message.partition)
+        return progress is not None and progress.next_offsets.get(message.topic) == message.offset
+
     def taken(self, message: InputMessage, plaza_id: str | None) -> None:
-        """`message` went through the detectors (or to the dead letters); save when due."""
+        """`message` went through the detectors (or to the dead letters)."""
         partition = message.partition
         if plaza_id is not None:
             self._plazas.setdefault(partition, set()).add(plaza_id)
-        progress = self._progress[partition]
-        progress.taken(message.topic, message.offset)
+        self._progress[partition].taken(message.topic, message.offset)
+
+    def save_due(self) -> None:
+        """Save the partitions whose checkpoint is due; call once their outputs are flushed."""
         now_s = self._clock()
-        if progress.is_due(now_s, self._policy.every_s, self._policy.every_events):
-            self._save(partition, progress, now_s)
+        for partition, progress in self._progress.items():
+            if progress.is_due(now_s, self._policy.every_s, self._policy.every_events):
+                self._save(partition, progress, now_s)
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions leave this worker unless the assignment that follows gives them back."""

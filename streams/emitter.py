@@ -1,7 +1,15 @@
-"""Send detector outputs on: output topics, metrics, and the Alertmanager book."""
+"""Send detector outputs on: output topics, metrics, and the Alertmanager book.
+
+Outputs are staged synchronously (metrics recorded, messages encoded into an outbox)
+and handed to the producer by `flush`, once per batch of input rather than once per
+output. The ingest agent flushes before its batch is acknowledged, and Faust flushes
+the producer before it commits offsets, so every output of an input is on its way
+to Kafka before that input counts as processed (at-least-once).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -14,6 +22,9 @@ from tollmon.weighing_flow import PairOutputs
 
 _encode = msgspec.json.Encoder().encode
 
+# (topic handle, key, value, headers)
+_Outgoing = tuple[Any, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+
 
 class Emitter:
     """Publishes estimates and alerts, and records them in the metrics."""
@@ -22,25 +33,63 @@ class Emitter:
         self._topics = topics
         self._recorder = recorder
         self._book = book
+        self._outbox: list[_Outgoing] = []
+        # One flush at a time, so the agent's and the timers' messages leave in staged order.
+        self._flushing = asyncio.Lock()
 
-    async def emit(self, out: Outputs) -> None:
+    def __len__(self) -> int:
+        """Messages staged and not yet handed to the producer."""
+        return len(self._outbox)
+
+    def stage(self, out: Outputs) -> None:
+        """Record one call's outputs in the metrics and queue its messages for `flush`."""
+        estimates_topic = self._topics.estimates
         for estimate in out.estimates:
             self._recorder.estimate(estimate)
             key = f"{estimate.plaza_id}/{estimate.direction}".encode()
-            await self._topics.estimates.send(key=key, value=_encode(estimate))
-        for lane, ratio in out.etc_ratios:
+            self._outbox.append((estimates_topic, key, _encode(estimate), None))
+        # A batch updates a lane's ratio many times; the gauge shows the last.
+        for lane, ratio in dict(out.etc_ratios).items():
             self._recorder.etc_ratio(lane, ratio)
-        await self.emit_alerts(out.alerts)
+        if out.alerts:
+            self.stage_alerts(out.alerts)
 
-    async def emit_pair_outputs(self, out: PairOutputs) -> None:
+    def stage_pair_outputs(self, out: PairOutputs) -> None:
         for exit_plaza, outcome in out.outcomes:
             self._recorder.weight_pair(exit_plaza, outcome)
         for estimate in out.biases:
             self._recorder.scale_bias(estimate)
-        await self.emit_alerts(out.alerts)
+        self.stage_alerts(out.alerts)
 
-    async def emit_alerts(self, alerts: list[Alert]) -> None:
+    def stage_alerts(self, alerts: list[Alert]) -> None:
+        alerts_topic = self._topics.alerts
         for alert in alerts:
             replaced, is_new = self._book.record(alert)
             self._recorder.alert(alert, replaced, is_new)
-            await self._topics.alerts.send(key=alert.alert_id.encode(), value=_encode(alert))
+            self._outbox.append((alerts_topic, alert.alert_id.encode(), _encode(alert), None))
+
+    def stage_message(
+        self,
+        topic: Any,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Queue a message for `flush` behind the outputs staged before it."""
+        self._outbox.append((topic, key, value, headers))
+
+    async def flush(self) -> None:
+        """Hand every staged message to the producer, in the order staged."""
+        async with self._flushing:
+            while self._outbox:
+                outbox, self._outbox = self._outbox, []
+                for topic, key, value, headers in outbox:
+                    await topic.send(key=key, value=value, headers=headers)
+
+    async def emit(self, out: Outputs) -> None:
+        self.stage(out)
+        await self.flush()
+
+    async def emit_pair_outputs(self, out: PairOutputs) -> None:
+        self.stage_pair_outputs(out)
+        await self.flush()

@@ -23,7 +23,7 @@ from detectors.overload import (
     join_overload,
     overload_join_key,
 )
-from detectors.queue import ApproachEstimator, QueueEstimate
+from detectors.queue import BOUNDARY_MS, ApproachEstimator, QueueEstimate
 from detectors.stall import LaneStallMonitor, StallConfig
 from tollmon import checkpoint
 from tollmon.events import (
@@ -76,6 +76,10 @@ class PlazaState:
     def __init__(self, spec: PlazaSpec, ordering: PipelineConfig) -> None:
         self.spec = spec
         self.estimators = {a.direction: ApproachEstimator(a) for a in spec.approaches}
+        # A lower bound of every started estimator's next 5 s boundary: an event at or
+        # before it closes none, so `advance` would produce nothing (None: none started).
+        self.quiet_until_ms: int | None = None
+        self.estimating = False  # some estimator has observed an event
         # Half-joined (plaza, pass_id) entry weighings and admissions, oldest first.
         self.pending_overload: dict[str, PendingOverload] = {}
         self.etc = EtcHealthMonitor(spec.etc_health)
@@ -117,9 +121,10 @@ class Pipeline:
             self.config.data_gap or DataGapConfig(silence_s=default.data_gap_s)
         )
 
-    def process(self, event: Event, now_s: float) -> Outputs:
-        """Take one valid event at processing time `now_s`."""
-        out = Outputs()
+    def process(self, event: Event, now_s: float, out: Outputs | None = None) -> Outputs:
+        """Take one valid event at processing time `now_s`; outputs are added to `out`."""
+        if out is None:
+            out = Outputs()
         out.alerts.extend(self._gaps.seen(event.plaza_id, now_s, event.ts))
         plaza = self._plazas.get(event.plaza_id)
         if plaza is not None:
@@ -188,6 +193,7 @@ class Pipeline:
                 estimator = plaza.estimators.get(event.direction)
                 if estimator is not None:
                     estimator.observe(event)
+                    plaza.estimating = True
             if isinstance(event, LaneTransaction):
                 out.alerts.extend(plaza.etc.on_transaction(event))
                 out.alerts.extend(plaza.stall.on_transaction(event))
@@ -198,21 +204,31 @@ class Pipeline:
                 out.alerts.extend(plaza.stall.on_lane_status(event))
             if isinstance(event, WeighMeasurement | LaneTransaction):
                 self._join_overload(plaza, event, out)
-            # Every approach of the plaza moves on with the plaza's event time, so a
-            # quiet approach still reports its (empty) queue every 5 s.
-            for estimator in plaza.estimators.values():
-                emitted = estimator.advance(event.ts)
-                out.alerts.extend(emitted.alerts)
-                for estimate in emitted.estimates:
-                    out.estimates.append(estimate)
-                    # A lane idle while its approach merely trickles is normal (an MTC
-                    # lane when only ETC cars come); a stall matters once it is busy.
-                    waiting = estimate.queue_veh if estimate.level >= 1 else 0.0
-                    out.alerts.extend(
-                        plaza.stall.set_queue(
-                            estimate.plaza_id, estimate.direction, waiting, estimate.ts
-                        )
+            quiet_until = plaza.quiet_until_ms
+            if quiet_until is None or event.ts > quiet_until:
+                self._advance(plaza, event.ts, out)
+            if plaza.estimating:
+                # Every started estimator's boundary is now at or past this one.
+                plaza.quiet_until_ms = -(-event.ts // BOUNDARY_MS) * BOUNDARY_MS
+
+    def _advance(self, plaza: PlazaState, ts_ms: int, out: Outputs) -> None:
+        # Every approach of the plaza moves on with the plaza's event time, so a
+        # quiet approach still reports its (empty) queue every 5 s. Estimators only
+        # emit once an event is past one of their boundaries, which `_detect` checks
+        # first: most events cross none.
+        for estimator in plaza.estimators.values():
+            emitted = estimator.advance(ts_ms)
+            out.alerts.extend(emitted.alerts)
+            for estimate in emitted.estimates:
+                out.estimates.append(estimate)
+                # A lane idle while its approach merely trickles is normal (an MTC
+                # lane when only ETC cars come); a stall matters once it is busy.
+                waiting = estimate.queue_veh if estimate.level >= 1 else 0.0
+                out.alerts.extend(
+                    plaza.stall.set_queue(
+                        estimate.plaza_id, estimate.direction, waiting, estimate.ts
                     )
+                )
 
     def _join_overload(
         self, plaza: PlazaState, event: WeighMeasurement | LaneTransaction, out: Outputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from detectors.alerts import Alert
@@ -66,6 +66,31 @@ class MetricsRecorder:
             ).inc()
         elif isinstance(event, WeighMeasurement):
             self._weighings(event.plaza_id, event.scale_id, event.station, event.quality).inc()
+
+    def events(self, events: Iterable[Event]) -> None:
+        """`event` for a batch: each label set is incremented once, by its count."""
+        counts: dict[tuple[str, ...], int] = {}
+        get = counts.get
+        for event in events:
+            if isinstance(event, LaneTransaction):
+                key: tuple[str, ...] = (
+                    "tx",
+                    event.plaza_id,
+                    event.direction,
+                    event.lane_id,
+                    event.payment,
+                    event.result,
+                )
+                counts[key] = get(key, 0) + 1
+            elif isinstance(event, ApproachDetection):
+                key = ("arrival", event.plaza_id, event.direction)
+                counts[key] = get(key, 0) + event.count
+            elif isinstance(event, WeighMeasurement):
+                key = ("weighing", event.plaza_id, event.scale_id, event.station, event.quality)
+                counts[key] = get(key, 0) + 1
+        by_kind = {"tx": self._transactions, "arrival": self._arrivals, "weighing": self._weighings}
+        for (kind, *labels), n in counts.items():
+            by_kind[kind](*labels).inc(n)
 
     def estimate(self, e: QueueEstimate) -> None:
         key = (e.plaza_id, e.direction)

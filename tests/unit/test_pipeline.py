@@ -8,10 +8,13 @@ from collections import defaultdict
 
 import pytest
 
-from tollmon.events import Event, event_type
+from detectors.ordering import EventTimeMerger
+from detectors.queue import ApproachEstimator
+from tollmon.events import ApproachDetection, Event, LaneTransaction, event_type
 from tollmon.network import Network
 from tollmon.pipeline import Outputs, Pipeline, PipelineConfig
 from tollmon.simulate import TrafficProfile, generate
+from tollmon.wiring import approach_configs
 
 T0_MS = 1_764_300_000_000
 
@@ -90,3 +93,64 @@ def test_topic_interleaving_does_not_change_the_outputs(
 
     assert approach_order(again) == approach_order(reference)
     assert alert_order(again) == alert_order(reference)
+
+
+def test_estimates_equal_estimators_advanced_on_every_event_even_with_late_events(
+    network: Network,
+) -> None:
+    """The pipeline skips `advance` between 5 s boundaries; that must change nothing,
+    also for an approach that starts late and for events arriving after their time."""
+    plaza = "URC-E01"
+    generated = generate(
+        network, T0_MS, 600, TrafficProfile(vehicles_per_hour=1200), seed=4, plazas=[plaza]
+    )
+    # The exit approach starts 200 s after the entry approach.
+    events = [
+        e
+        for e in generated
+        if e.ts >= T0_MS + 200_000
+        or not (isinstance(e, ApproachDetection | LaneTransaction) and e.direction == "exit")
+    ]
+    rng = random.Random(9)
+    for _ in range(len(events) // 30):  # some events arrive 40 places late
+        i = rng.randrange(len(events) - 41)
+        events.insert(i + 40, events.pop(i))
+
+    # The exit approach starts with an event that arrives a minute of traffic late
+    # (the exit events that would have come before it are lost).
+    def is_exit(e: Event) -> bool:
+        return isinstance(e, ApproachDetection | LaneTransaction) and e.direction == "exit"
+
+    first_exit = next(i for i, e in enumerate(events) if is_exit(e))
+    late_start = events[first_exit]
+    events = [
+        *events[:first_exit],
+        *(e for e in events[first_exit + 1 : first_exit + 200] if not is_exit(e)),
+        late_start,
+        *events[first_exit + 200 :],
+    ]
+    config = PipelineConfig(max_hold_s=600.0)
+    pipeline = Pipeline(network, config)
+    got = [pipeline.process(event, now_s=0.0).estimates for event in events]
+    got.append(pipeline.finish().estimates)
+
+    estimators = {
+        a.direction: ApproachEstimator(a) for a in approach_configs(network) if a.plaza_id == plaza
+    }
+    merger = EventTimeMerger(
+        config.idle_after_s, config.max_hold_s, (ApproachDetection, LaneTransaction)
+    )
+    expected = []
+    for released in [*(merger.push(e, 0.0) for e in events), merger.flush()]:
+        estimates = []
+        for event in released:
+            if isinstance(event, ApproachDetection | LaneTransaction):
+                estimators[event.direction].observe(event)
+            for estimator in estimators.values():
+                estimates += estimator.advance(event.ts).estimates
+        expected.append(estimates)
+
+    assert merger.late_events > 0
+    assert {e.direction for batch in expected for e in batch} == {"entry", "exit"}
+    # Event by event: the same estimates, at the same moment.
+    assert got == expected
