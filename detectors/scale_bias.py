@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 from scipy.sparse import csgraph
-from scipy.sparse.linalg import splu
+from scipy.sparse.linalg import cg, splu
 
 from detectors.alerts import Alert, EvidenceValue, new_alert
 from detectors.scales import ScaleBiasEstimate, ScaleInfo
@@ -396,7 +396,7 @@ class _Network:
 class _Solver:
     """A factorised grounded Laplacian: solves L b = r with each group summing to zero."""
 
-    def __init__(self, net: _Network, weight: FloatArray) -> None:
+    def __init__(self, net: _Network, weight: FloatArray, exact_max_scales: int) -> None:
         self.net = net
         full = net.laplacian(weight)
         alpha = max(float(full.diagonal().mean()), 1e-12)
@@ -405,13 +405,25 @@ class _Solver:
         # below any real information pins it with a huge variance instead.
         reduced = reduced + sparse.identity(len(net.keep), format="csc") * (1e-9 * alpha)
         self.reduced = sparse.csc_matrix(reduced)
-        self._lu = splu(self.reduced) if len(net.keep) else None
+        # Trips link random plazas, so the graph is an expander: an LU fills in to nearly
+        # dense, while CG with a Jacobi preconditioner converges in a few dozen products.
+        self._iterative = net.m > exact_max_scales
+        self._lu = splu(self.reduced) if len(net.keep) and not self._iterative else None
+        self._jacobi = sparse.diags(1.0 / self.reduced.diagonal())
+
+    def _solve_reduced(self, rhs: FloatArray) -> FloatArray:
+        if self._lu is not None:
+            return np.asarray(self._lu.solve(np.ascontiguousarray(rhs)), np.float64)
+        if rhs.ndim == 2:
+            return np.column_stack([self._solve_reduced(col) for col in rhs.T])
+        x, _ = cg(self.reduced, rhs, rtol=1e-10, atol=0.0, M=self._jacobi, maxiter=2_000)
+        return np.asarray(x, np.float64)
 
     def solve(self, rhs: FloatArray) -> FloatArray:
         """L⁺ rhs for a rhs (or columns of rhs) summing to zero per group."""
         out = np.zeros(rhs.shape)
-        if self._lu is not None:
-            out[self.net.keep] = self._lu.solve(np.ascontiguousarray(rhs[self.net.keep]))
+        if len(self.net.keep):
+            out[self.net.keep] = self._solve_reduced(rhs[self.net.keep])
         if out.ndim == 1:
             return self.net.centre(out)
         return np.column_stack([self.net.centre(col) for col in out.T])
@@ -435,11 +447,11 @@ class _Solver:
         return np.asarray(np.mean(probes * self.solve(centred), axis=1), np.float64)
 
 
-def _solve(net: _Network, y: FloatArray, weight: FloatArray) -> FloatArray:
+def _solve(net: _Network, y: FloatArray, weight: FloatArray, exact_max_scales: int) -> FloatArray:
     """Weighted least squares with each group's biases summing to zero."""
     e, x, m = net.entry, net.exit, net.m
     rhs = np.bincount(x, weight * y, minlength=m) - np.bincount(e, weight * y, minlength=m)
-    return _Solver(net, weight).solve(rhs.astype(np.float64))
+    return _Solver(net, weight, exact_max_scales).solve(rhs.astype(np.float64))
 
 
 def _mad_scale(u: FloatArray) -> float:
@@ -468,7 +480,7 @@ def _robust_fit(
         u = residual(b)
         scale = _mad_scale(u)
         huber = np.minimum(1.0, cfg.huber_k / np.maximum(np.abs(u) / scale, 1e-12))
-        new = _solve(net, y, prior * huber)
+        new = _solve(net, y, prior * huber, cfg.exact_variance_max_scales)
         done = float(np.max(np.abs(new - b))) < cfg.tolerance_step
         b = new
         if done:
@@ -477,7 +489,7 @@ def _robust_fit(
     for _ in range(cfg.max_iterations):
         x = residual(b) / scale
         tukey = np.clip(1.0 - (x / cfg.tukey_c) ** 2, 0.0, None) ** 2
-        new = _solve(net, y, prior * tukey)
+        new = _solve(net, y, prior * tukey, cfg.exact_variance_max_scales)
         done = float(np.max(np.abs(new - b))) < cfg.tolerance_step
         b = new
         if done:
@@ -505,7 +517,8 @@ def _tukey_variance(
     dof = max(n - (net.m - net.groups), 1)
     mean_dpsi = max(float(dpsi.mean()), 1e-9)
     factor = scale**2 * float(np.sum(psi**2)) / dof / mean_dpsi
-    return factor * _Solver(net, prior * dpsi).variance(cfg.exact_variance_max_scales)
+    limit = cfg.exact_variance_max_scales
+    return factor * _Solver(net, prior * dpsi, limit).variance(limit)
 
 
 def _anchor_at_median(fit: _Fit, pairs: IntArray, min_pairs: int) -> tuple[FloatArray, FloatArray]:
