@@ -109,7 +109,7 @@ class PairAssessor:
         at = self._next_eval_ms
         self._next_eval_ms = (ts // BIAS_EVERY_MS + 1) * BIAS_EVERY_MS
         out.alerts.extend(self.estimator.evaluate(at))
-        out.biases = self.estimator.estimate()
+        out.biases = self.estimator.latest_estimates()
         self._biases = {b.scale_id: b for b in out.biases}
 
 

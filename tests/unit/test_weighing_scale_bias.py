@@ -172,3 +172,50 @@ def test_fifty_scales_and_many_pairs_estimate_quickly() -> None:
     for i, (e, x) in enumerate(zip(entries, exits, strict=True)):
         estimator.add_observation(f"S{e}", f"S{x}", float(rng.normal(0, 0.02)), i)
     assert len(estimator.estimate()) == 50
+
+
+def wide_network(scales: int, seed: int = 5) -> ScaleBiasEstimator:
+    """Plazas of one entry and one exit scale, 100 pairs per scale between random plazas."""
+    rng = np.random.default_rng(seed)
+    infos = {
+        f"S{i}": ScaleInfo(f"S{i}", f"P{i // 2}", "entry" if i % 2 == 0 else "exit", "01", 5.0)
+        for i in range(scales)
+    }
+    estimator = ScaleBiasEstimator(infos)
+    plazas = scales // 2
+    for i in range(scales * 50):
+        a = int(rng.integers(0, plazas))
+        b = (a + int(rng.integers(1, plazas))) % plazas
+        estimator.add_observation(f"S{2 * a}", f"S{2 * b + 1}", float(rng.normal(0, 0.02)), i)
+    return estimator
+
+
+def test_the_sampled_variance_of_a_large_network_is_within_ten_percent_of_exact() -> None:
+    exact = {e.scale_id: e for e in wide_network(400).estimate()}
+    sampled = wide_network(400)
+    sampled.config = ScaleBiasConfig(exact_variance_max_scales=100)
+    for estimate in sampled.estimate():
+        reference = exact[estimate.scale_id]
+        assert estimate.bias_log == pytest.approx(reference.bias_log, abs=1e-9)
+        assert estimate.stderr_log**2 == pytest.approx(reference.stderr_log**2, rel=0.10)
+
+
+def test_separate_groups_of_scales_are_each_anchored_at_their_median() -> None:
+    scales = network()
+    estimator = ScaleBiasEstimator(scales)
+    rng = np.random.default_rng(2)
+    for i in range(600):
+        group = (0, 1, 2) if i % 2 == 0 else (3, 4, 5)
+        a, b = rng.choice(group, 2, replace=False)
+        estimator.add_observation(f"P{a}-entry", f"P{b}-exit", float(rng.normal(0, 0.01)), i)
+    for group in ((0, 1, 2), (3, 4, 5)):
+        members = [e.bias_log for e in estimator.estimate() if int(e.plaza_id[1:]) in group]
+        assert len(members) == 6
+        assert float(np.median(members)) == pytest.approx(0.0, abs=0.01)
+
+
+def test_evaluate_keeps_the_estimates_it_computed() -> None:
+    estimator = ScaleBiasEstimator(network())
+    feed(estimator, {"P1-entry": 0.05}, 600)
+    estimator.evaluate(600_000)
+    assert estimator.latest_estimates() == estimator.estimate()
