@@ -255,7 +255,11 @@ class Checkpoints:
             plazas=self._pipeline.snapshot(self._plazas.get(partition, ())),
             dedup_ids=self._ingest.dedup_ids(partition),
         )
-        self._table[_key(partition)] = encode_checkpoint(checkpoint)
+        key, value = _key(partition), encode_checkpoint(checkpoint)
+        # The changelog partition is the input partition, named here: the agent takes
+        # input in batches, outside the per-event context `table[key] = value` needs.
+        self._table.data[key] = value
+        self._table.send_changelog(partition, key, value)
         progress.saved(now_s)
 
 
