@@ -15,14 +15,16 @@ import numpy as np
 
 from detectors.scale_bias import ScaleBiasConfig, ScaleBiasEstimator
 from detectors.scales import ScaleInfo
+from tollmon.events import Direction
 
 
 def network(scales: int, seed: int = 1) -> ScaleBiasEstimator:
     """An estimator whose window holds a synthetic network of `scales` scales."""
     plazas = scales // 4
     infos = {}
+    stations: tuple[Direction, ...] = ("entry", "entry", "exit", "exit")
     for p in range(plazas):
-        for k, station in enumerate(("entry", "entry", "exit", "exit")):
+        for k, station in enumerate(stations):
             sid = f"P{p:05d}-S{k}"
             infos[sid] = ScaleInfo(
                 scale_id=sid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -73,7 +74,15 @@ def register_weighing_agents(
 
     async def assess_pairs(stream: Any) -> None:
         async for value in stream:
-            await emitter.emit_pair_outputs(assessor.on_pair(_pair.decode(value)))
+            pair = _pair.decode(value)
+            if assessor.fits_before(pair):
+                # The network-wide fit takes seconds on a large network: it runs in a
+                # thread so the ingest agent keeps estimating queues meanwhile. Only
+                # this agent touches the assessor, and it waits for the result.
+                out = await asyncio.to_thread(assessor.on_pair, pair)
+            else:
+                out = assessor.on_pair(pair)
+            await emitter.emit_pair_outputs(out)
 
     app.agent(topics.by_pass, name="pair_trips")(pair_trips)
     app.agent(topics.pairs, name="assess_pairs")(assess_pairs)

@@ -99,6 +99,10 @@ class PairAssessor:
         self.estimator.add_pair(pair)
         return out
 
+    def fits_before(self, pair: WeighPair) -> bool:
+        """Whether `on_pair(pair)` refreshes the network-wide bias fit first (the costly part)."""
+        return self._next_eval_ms is not None and pair.exit.ts >= self._next_eval_ms
+
     def _evaluate_before(self, ts: int, out: PairOutputs) -> None:
         if self._next_eval_ms is None:
             self._next_eval_ms = (ts // BIAS_EVERY_MS + 1) * BIAS_EVERY_MS

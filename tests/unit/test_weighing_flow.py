@@ -91,3 +91,22 @@ def test_an_orphan_exit_waits_less_than_an_entry() -> None:
     queue.opened(0, "exit", record("exit", 0))
     three_hours = 3 * 3_600_000
     assert queue.due(0, watermark_ts=three_hours, horizon_ms=72 * 3_600_000) == [("exit", 0)]
+
+
+def test_the_assessor_says_beforehand_which_pairs_refresh_the_bias_fit(network: Network) -> None:
+    """The worker runs exactly those pairs off its event loop: the fit is the costly part."""
+    weighing = InProcessWeighing(network)
+    events = list(generate_trips(network, T0_MS, 1800, TripProfile(1200), seed=5))
+    announced = refreshed = 0
+    for event in events:
+        if not isinstance(event, WeighMeasurement):
+            continue
+        pair = weighing.book.add(event).pair
+        if pair is None:
+            continue
+        fits = weighing.assessor.fits_before(pair)
+        out = weighing.assessor.on_pair(pair)
+        announced += fits
+        refreshed += bool(out.biases)
+        assert fits == bool(out.biases)
+    assert refreshed >= 20  # about one refresh a minute over half an hour
