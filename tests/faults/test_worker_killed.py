@@ -239,6 +239,7 @@ def test_a_worker_killed_three_times_publishes_what_a_clean_run_does(
         f"FAULT sigkill: injected={len(recoveries)} lost={lost} alert_ids_diverged={diverged} "
         f"recovery_s={max(recoveries):.1f} (each: {', '.join(f'{r:.1f}' for r in recoveries)})"
     )
+    record_property("fault", "worker SIGKILLed mid-stream and restarted")
     record_property("injected", len(recoveries))
     record_property("lost", lost)
     record_property("alert_ids_diverged", diverged)
@@ -291,10 +292,12 @@ def test_a_survivor_takes_over_a_killed_workers_partitions_and_state(
         f"FAULT takeover: injected=1 moved={sorted(moved)} lost={lost} "
         f"alert_ids_diverged={diverged} takeover_s={takeover_s:.1f}"
     )
+    record_property("fault", "one of two workers SIGKILLed, the other takes over")
+    record_property("injected", 1)
     record_property("moved_plazas", len(moved))
     record_property("lost", lost)
     record_property("alert_ids_diverged", diverged)
-    record_property("takeover_s", round(takeover_s, 1))
+    record_property("recovery_s", round(takeover_s, 1))
     # `settle` waited for every input offset of both groups to be committed.
     assert moved, "the killed worker held no plaza: nothing was taken over"
     assert_same(clean, faulted)
