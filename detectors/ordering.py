@@ -1,18 +1,23 @@
 """Merge one plaza's input streams into event-time order before the detectors see them.
 
 The four input topics are consumed independently, so one plaza's detections can
-arrive behind its transactions. Events wait in a heap until every *active*
-blocking source (approach detections, lane transactions) has passed their
-timestamp: then the detectors see the same order whatever the interleaving,
-which is what makes a replay at any speed equal the live run. Sparse sources
-(lane status, weighings) never hold the others back. A blocking source that
-has delivered nothing for `idle_after_s` of processing time is idle and no
-longer waited for (a dead detector feed must not freeze its plaza). A feed that
-delivers but lags (a detector clock running behind) holds its plaza back by at
-most `max_hold_s` of processing time: events the leading feed had passed that
-long ago are released whatever the laggard says. The bound is in processing
-time, not event time, so that catching up on a backlog (topics read hours of
-event time apart within seconds) never forces events out of order.
+arrive behind its transactions. Events wait in a heap until every *active* blocking
+source (approach detections, lane transactions) has passed their timestamp: then the
+detectors see the same order whatever the interleaving, which is what makes a replay
+at any speed equal the live run. Sparse sources (lane status, weighings) never hold
+the others back.
+
+A blocking source that has delivered nothing for `idle_after_s` of processing time
+is idle and no longer waited for (a dead detector feed must not freeze its plaza).
+Feeds that fell silent together (a broker outage, a quiet night) are waited for
+again when the first of them resumes, so that topics resuming seconds apart do not
+make each other late.
+
+A feed that delivers but lags (a detector clock running behind) holds its plaza back
+by at most `max_hold_s` of processing time: events the leading feed had passed that
+long ago are released whatever the laggard says. The bound is in processing time,
+not event time, so that catching up on a backlog (topics read hours of event time
+apart within seconds) never forces events out of order.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class EventTimeMerger:
         self._heap: list[tuple[int, int, str, Event]] = []
         self._sources: dict[type, _Source] = {kind: _Source(-1, None) for kind in expected}
         self._started_s: float | None = None
+        self._last_heard_s: float | None = None  # the newest blocking event's arrival
         self._newest = -1
         self._newest_blocking = -1
         self._released_before = -1
@@ -71,6 +77,10 @@ class EventTimeMerger:
         if self._started_s is None:
             self._started_s = now_s
         if kind in _BLOCKING:
+            heard = self._last_heard_s
+            if heard is not None and now_s - heard >= self._idle_after_s:
+                self._rearm_silenced(now_s)
+            self._last_heard_s = now_s
             source = self._sources.get(kind)
             if source is None:
                 self._sources[kind] = _Source(ts, now_s)
@@ -116,8 +126,24 @@ class EventTimeMerger:
         for source in self._sources.values():
             if source.last_seen_s is not None:
                 source.last_seen_s = now_s
+        if self._last_heard_s is not None:
+            self._last_heard_s = now_s
         if self._leading:
             self._leading = deque([(now_s, self._leading[-1][1])])
+
+    def _rearm_silenced(self, now_s: float) -> None:
+        """The plaza wakes from silence: wait again for the feeds that went quiet with it.
+
+        Feeds that fell silent together (a broker outage, a worker paused, a quiet night)
+        resume seconds apart; without this, the first back would find its partner idle
+        and make the partner's events late. A feed already dead before the plaza went
+        quiet stays idle.
+        """
+        last = self._last_heard_s
+        assert last is not None
+        for source in self._sources.values():
+            if source.last_seen_s is not None and last - source.last_seen_s < self._idle_after_s:
+                source.last_seen_s = now_s
 
     def flush(self) -> list[Event]:
         """Everything still buffered, in order (end of input)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
+from faust.types import TP
 
 from streams.alertmanager import AlertmanagerPusher
 from streams.checkpoint import Checkpoints, InputMessage
@@ -18,9 +20,12 @@ from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.pipeline import Outputs, Pipeline
 from tollmon.recorder import MetricsRecorder
 
+log = logging.getLogger(__name__)
+
 TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
 PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per AlertBook
 LAG_S = 5.0  # one scrape interval: each scrape sees a fresh consumer lag
+STALL_S = 5.0  # how often fetch positions are compared with what reached the agent
 # Input is taken in batches of up to BATCH_MAX messages, or whatever arrived within
 # BATCH_WITHIN_S: per-event awaits cost more than the detectors, and 50 ms is small
 # against the 1 s event-to-alert budget of SPEC §7.
@@ -166,6 +171,33 @@ def register_agents(app: faust.App, worker: Worker) -> None:
             return
 
     app.timer(LAG_S, name="consumer_lag")(record_consumer_lag)
+
+    async def reclaim_undelivered() -> None:
+        # Records Faust fetched but dropped at the tail of a partition: no later message
+        # reveals the hole, so they are sought back to and delivered again.
+        consumer = app.consumer
+        try:
+            positions = {
+                tp: await consumer.position(tp)
+                for tp in consumer.assignment()
+                if tp.topic in inputs
+            }
+            stalled = await checkpoints.undelivered(
+                {tp: offset for tp, offset in positions.items() if offset is not None}
+            )
+            for tp, offset in stalled.items():
+                log.warning(
+                    "%s[%d]: fetched up to %d but nothing past %d arrived; seeking back",
+                    tp.topic,
+                    tp.partition,
+                    positions[tp],
+                    offset,
+                )
+                await consumer.seek(TP(tp.topic, tp.partition), offset)
+        except KafkaError:
+            return  # a rebalance moved a partition meanwhile: the next round looks again
+
+    app.timer(STALL_S, name="reclaim_undelivered")(reclaim_undelivered)
 
     pusher = worker.pusher
     if pusher is not None:

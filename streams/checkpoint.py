@@ -25,6 +25,7 @@ from tollmon.checkpoint import (
     CheckpointError,
     PartitionCheckpoint,
     PartitionProgress,
+    StalledFetches,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -104,6 +105,7 @@ class Checkpoints:
         self._progress: dict[int, PartitionProgress] = {}
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
+        self._stalled: StalledFetches[TopicPartition] = StalledFetches()
 
     async def admit(self, message: InputMessage, handle: Handler) -> bool:
         """Whether the agent should process `message`; False for a re-delivery.
@@ -161,6 +163,25 @@ class Checkpoints:
         for partition, progress in self._progress.items():
             if progress.is_due(now_s, self._policy.every_s, self._policy.every_events):
                 self._save(partition, progress, now_s)
+
+    async def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Input partitions fetched past what reached the agent, which stopped getting
+        anything: the offset each must be sought back to (see StalledFetches).
+
+        `positions` are the consumer's fetch positions of its assigned input partitions.
+        """
+        expected: dict[TopicPartition, int] = {}
+        unknown = []
+        for tp in positions:
+            progress = self._progress.get(tp.partition)
+            if progress is None:
+                unknown.append(tp)  # nothing delivered yet: Faust starts at the commit
+            else:
+                expected[tp] = progress.next_offsets.get(tp.topic, 0)
+        if unknown:
+            committed = await self._reader.committed(unknown)
+            expected.update({tp: offset or 0 for tp, offset in committed.items()})
+        return self._stalled.check(expected, positions)
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions leave this worker unless the assignment that follows gives them back."""

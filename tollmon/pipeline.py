@@ -159,11 +159,15 @@ class Pipeline:
         period and a restart by itself raises no DATA_GAP. A plaza whose configuration
         changed since the snapshot starts from empty detectors instead.
         """
+        plazas = checkpoint.loads(snapshot, PlazaState)
         restored = []
-        for plaza_id, plaza in checkpoint.loads(snapshot, PlazaState).items():
+        for plaza_id, plaza in plazas.items():
             if self._specs.get(plaza_id) != plaza.spec:
                 continue
-            plaza.merger.rearm(now_s)
+            try:
+                plaza.merger.rearm(now_s)
+            except Exception as exc:  # state objects that do not fit this code
+                raise checkpoint.CheckpointError(f"plaza {plaza_id}: {exc!r}") from exc
             self._plazas[plaza_id] = plaza
             restored.append(plaza_id)
         self.forget_feeds(restored)

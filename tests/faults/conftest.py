@@ -56,6 +56,28 @@ class Outcome:
     def estimate_count(self) -> int:
         return sum(len(v) for v in self.estimates.values())
 
+    def estimates_differing_from(self, other: Outcome) -> list[str]:
+        """Estimates (by approach and time) on one side only, re-sent duplicates folded.
+
+        Delivery is at-least-once: a producer retrying across a broker crash may publish
+        an estimate twice, which is fine; a different or missing estimate is not.
+        """
+        mine, theirs = _by_time(self.estimates), _by_time(other.estimates)
+        return [
+            f"{key[0].decode()} at {key[1]}: {sorted(mine.get(key, ()))} != "
+            f"{sorted(theirs.get(key, ()))}"
+            for key in sorted(mine.keys() | theirs.keys())
+            if mine.get(key) != theirs.get(key)
+        ]
+
+
+def _by_time(estimates: dict[bytes, list[bytes]]) -> dict[tuple[bytes, int], set[bytes]]:
+    out: dict[tuple[bytes, int], set[bytes]] = {}
+    for key, values in estimates.items():
+        for value in values:
+            out.setdefault((key, msgspec.json.decode(value)["ts"]), set()).add(value)
+    return out
+
 
 def free_port() -> int:
     with socket.socket() as s:

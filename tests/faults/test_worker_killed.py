@@ -159,8 +159,8 @@ def new_prefix(name: str) -> str:
     return f"f{name}{uuid.uuid4().hex[:6]}."
 
 
-def all_consumed(stack: Stack, prefix: str) -> bool:
-    """Every input message of the prefix is behind the group's committed offsets."""
+def unconsumed(stack: Stack, prefix: str) -> list[str]:
+    """Input partitions of the prefix with messages past the group's committed offset."""
     group = f"{prefix}tollmon".replace(".", "-")
     # A consumer that never subscribes only reads the group's offsets; it does not join.
     consumer = KafkaConsumer(
@@ -168,12 +168,19 @@ def all_consumed(stack: Stack, prefix: str) -> bool:
     )
     try:
         tps = [TopicPartition(prefix + t, p) for t in INPUT_TOPICS for p in range(4)]
-        return all(
-            end == 0 or (consumer.committed(tp) or 0) >= end
-            for tp, end in consumer.end_offsets(tps).items()
-        )
+        behind = []
+        for tp, end in consumer.end_offsets(tps).items():
+            committed = consumer.committed(tp) or 0
+            if end and committed < end:
+                behind.append(f"{tp.topic}[{tp.partition}] committed {committed} of {end}")
+        return behind
     finally:
         consumer.close()
+
+
+def all_consumed(stack: Stack, prefix: str) -> bool:
+    """Every input message of the prefix is behind the group's committed offsets."""
+    return not unconsumed(stack, prefix)
 
 
 def settle(stack: Stack, faulted: str, clean: str) -> tuple[Published, Published]:
@@ -245,7 +252,8 @@ def test_a_worker_killed_three_times_publishes_what_a_clean_run_does(
     record_property("alert_ids_diverged", diverged)
     record_property("recovery_s", round(max(recoveries), 1))
     assert not read_topic(stack.bootstrap, faulted_prefix + "toll.deadletter")
-    assert all_consumed(stack, faulted_prefix), "an input offset was never committed"
+    behind = unconsumed(stack, faulted_prefix)
+    assert not behind, f"input offsets never committed: {behind}\n{worker.log_tail()}"
     assert_same(clean, faulted)
 
 

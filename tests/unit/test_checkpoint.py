@@ -16,7 +16,10 @@ from tollmon.checkpoint import (
     CheckpointError,
     PartitionCheckpoint,
     PartitionProgress,
+    StalledFetches,
+    code_fingerprint,
     decode_checkpoint,
+    dumps,
     encode_checkpoint,
     loads,
 )
@@ -165,16 +168,39 @@ class _RunsAShell:
     ids=["a-callable-reduce", "a-standard-class-not-listed", "a-project-function"],
 )
 def test_a_checkpoint_with_foreign_content_is_refused(foreign: object) -> None:
-    blob = zlib.compress(pickle.dumps({PLAZA: foreign}))
+    blob = code_fingerprint() + zlib.compress(pickle.dumps({PLAZA: foreign}))
     with pytest.raises(CheckpointError, match="may not contain"):
         loads(blob, PlazaState)
 
 
 def test_a_checkpoint_of_another_shape_is_refused() -> None:
     with pytest.raises(CheckpointError):
-        loads(zlib.compress(pickle.dumps({PLAZA: [1, 2]})), PlazaState)
+        loads(code_fingerprint() + zlib.compress(pickle.dumps({PLAZA: [1, 2]})), PlazaState)
     with pytest.raises(CheckpointError):
-        loads(b"not a checkpoint", PlazaState)
+        loads(code_fingerprint() + b"not a checkpoint", PlazaState)
+
+
+def test_state_saved_by_other_detector_code_is_refused(
+    network: Network, surge_events: list[Event]
+) -> None:
+    """After an upgrade or a rollback the worker starts cold instead of crashing."""
+    pipeline = Pipeline(network, REPLAY)
+    feed(pipeline, surge_events[:500])
+    snapshot = pipeline.snapshot([PLAZA])
+    other_code = bytes(b ^ 0xFF for b in snapshot[:8]) + snapshot[8:]
+    with pytest.raises(CheckpointError, match="other detector code"):
+        Pipeline(network, REPLAY).restore(other_code, now_s=0.0)
+
+
+def test_restored_objects_that_do_not_fit_the_code_are_refused(
+    network: Network, surge_events: list[Event]
+) -> None:
+    pipeline = Pipeline(network, REPLAY)
+    feed(pipeline, surge_events[:500])
+    plaza = loads(pipeline.snapshot([PLAZA]), PlazaState)[PLAZA]
+    del plaza.merger.__dict__["_last_heard_s"]  # an attribute this code expects
+    with pytest.raises(CheckpointError, match=PLAZA):
+        Pipeline(network, REPLAY).restore(dumps({PLAZA: plaza}), now_s=0.0)
 
 
 def test_a_checkpoint_round_trips_through_its_encoding() -> None:
@@ -231,3 +257,22 @@ def test_dedup_ids_move_with_their_partition(metrics: Metrics) -> None:
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics.create()
+
+
+def test_a_partition_fetched_past_its_delivered_offsets_is_stalled_on_the_second_look() -> None:
+    watch: StalledFetches[str] = StalledFetches()
+    # Fetched up to 120, taken in up to 100: maybe still on the way to the agent.
+    assert watch.check({"t0": 100}, {"t0": 120}) == {}
+    # Nothing taken in since: the records were dropped; seek back to 100.
+    assert watch.check({"t0": 100}, {"t0": 120}) == {"t0": 100}
+    # Looked at afresh after the seek.
+    assert watch.check({"t0": 100}, {"t0": 120}) == {}
+
+
+def test_a_partition_that_takes_in_events_or_is_caught_up_is_not_stalled() -> None:
+    watch: StalledFetches[str] = StalledFetches()
+    assert watch.check({"busy": 100, "done": 50}, {"busy": 120, "done": 50}) == {}
+    # "busy" keeps taking in (its records were only queued), "done" stays caught up;
+    # "new" has no progress yet: Faust starts it at offset 0.
+    assert watch.check({"busy": 110, "done": 50}, {"busy": 130, "done": 50, "new": 0}) == {}
+    assert watch.check({"busy": 130, "done": 50}, {"busy": 130, "done": 50, "new": 0}) == {}

@@ -124,3 +124,29 @@ def test_an_event_behind_what_was_released_is_counted_late() -> None:
     merger.push(detection(30_000), now_s=0)
     merger.push(departure(1_000), now_s=0)
     assert merger.late_events == 1
+
+
+def test_feeds_that_fell_silent_together_are_waited_for_again_when_one_resumes() -> None:
+    # A broker outage silences every feed at once; afterwards the topics resume
+    # seconds apart. The first to resume must not find its partner idle.
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH)
+    merger.push(detection(1_000), now_s=0)
+    merger.push(departure(1_500), now_s=0)
+    assert [e.ts for e in merger.release(now_s=20)] == [1_000, 1_500]
+    assert merger.push(departure(9_000), now_s=25) == []
+    released = merger.push(detection(8_000), now_s=28)
+    released += merger.push(detection(10_000), now_s=28)
+    released += merger.push(departure(11_000), now_s=28)
+    assert [e.ts for e in released] == [8_000, 9_000]
+    assert merger.late_events == 0
+
+
+def test_a_feed_that_died_before_the_silence_stays_idle_when_its_plaza_resumes() -> None:
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH)
+    merger.push(departure(0), now_s=0)
+    merger.push(detection(1_000), now_s=1)  # the detector's last word
+    for second in range(5, 45, 5):  # departures go on without it
+        merger.push(departure(second * 1_000), now_s=second)
+    # The plaza is quiet for 20 s; the detector feed had already been dead for 39.
+    assert [e.ts for e in merger.push(departure(70_000), now_s=60)] == [40_000]
+    assert merger.late_events == 0
