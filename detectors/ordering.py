@@ -11,7 +11,9 @@ A blocking source that has delivered nothing for `idle_after_s` of processing ti
 is idle and no longer waited for (a dead detector feed must not freeze its plaza).
 Feeds that fell silent together (a broker outage, a quiet night) are waited for
 again when the first of them resumes, so that topics resuming seconds apart do not
-make each other late.
+make each other late. A feed whose own events arrive out of order (a lane
+controller's buffer, several detector loops behind one gateway) is held back by
+`disorder_s` of event time.
 
 A feed that delivers but lags (a detector clock running behind) holds its plaza back
 by at most `max_hold_s` of processing time: events the leading feed had passed that
@@ -45,7 +47,9 @@ class EventTimeMerger:
 
     `expected` names the blocking feeds the plaza has (transactions always, detections
     where a detector is configured): they are waited for from the first event on, so
-    even the first seconds come out in order.
+    even the first seconds come out in order. `disorder_s` is how far a feed's own
+    events may arrive out of order: each feed's watermark trails its newest event by
+    that much, which adds as much to the latency.
     """
 
     def __init__(
@@ -53,8 +57,10 @@ class EventTimeMerger:
         idle_after_s: float = 10.0,
         max_hold_s: float = 30.0,
         expected: tuple[type, ...] = (),
+        disorder_s: float = 0.0,
     ) -> None:
         self._idle_after_s = idle_after_s
+        self._disorder_ms = int(disorder_s * 1000)
         self._max_hold_s = max_hold_s
         # (processing time, leading watermark) samples, at most one per second.
         self._leading: deque[tuple[float, int]] = deque()
@@ -83,9 +89,9 @@ class EventTimeMerger:
             self._last_heard_s = now_s
             source = self._sources.get(kind)
             if source is None:
-                self._sources[kind] = _Source(ts, now_s)
+                self._sources[kind] = _Source(ts - self._disorder_ms, now_s)
             else:
-                source.watermark = max(source.watermark, ts)
+                source.watermark = max(source.watermark, ts - self._disorder_ms)
                 source.last_seen_s = now_s
             # Only the dense feeds define "newest": a sparse topic read far ahead in a
             # replay must not push the others' events out early through the hold limit.

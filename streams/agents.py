@@ -182,7 +182,7 @@ def register_agents(app: faust.App, worker: Worker) -> None:
                 for tp in consumer.assignment()
                 if tp.topic in inputs
             }
-            stalled = await checkpoints.undelivered(
+            stalled = checkpoints.undelivered(
                 {tp: offset for tp, offset in positions.items() if offset is not None}
             )
             for tp, offset in stalled.items():

@@ -10,11 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.agents import Worker, register_agents
 from streams.alertmanager import AlertmanagerPusher
-from streams.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointPolicy, Checkpoints, LogReader
+from streams.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
 from streams.emitter import Emitter
 from streams.topics import Topics
 from streams.weighing_agents import register_weighing_agents
 from tollmon.alerting import AlertBook
+from tollmon.checkpoint import CheckpointPolicy
 from tollmon.ingest import Ingest
 from tollmon.kafka_security import KafkaSecurity
 from tollmon.metrics import Metrics
@@ -115,7 +116,9 @@ def create_app(
 
 def _pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
-        idle_after_s=settings.reorder_idle_s, max_hold_s=settings.allowed_lateness_s
+        idle_after_s=settings.reorder_idle_s,
+        max_hold_s=settings.allowed_lateness_s,
+        feed_disorder_s=settings.feed_disorder_s,
     )
 
 

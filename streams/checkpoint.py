@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import faust
@@ -23,6 +22,7 @@ from faust.types import TP
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
+    CheckpointPolicy,
     PartitionCheckpoint,
     PartitionProgress,
     StalledFetches,
@@ -64,14 +64,6 @@ class InputMessage(Protocol):
 
 # Processes one input message; returns the plaza of a valid event, None for a dead letter.
 Handler = Callable[[InputMessage], Awaitable[str | None]]
-
-
-@dataclass(frozen=True)
-class CheckpointPolicy:
-    """How often a partition's state is saved: whichever comes first."""
-
-    every_s: float = 5.0
-    every_events: int = 50_000
 
 
 class Checkpoints:
@@ -161,27 +153,25 @@ class Checkpoints:
         """Save the partitions whose checkpoint is due; call once their outputs are flushed."""
         now_s = self._clock()
         for partition, progress in self._progress.items():
-            if progress.is_due(now_s, self._policy.every_s, self._policy.every_events):
+            if progress.is_due(now_s, self._policy):
                 self._save(partition, progress, now_s)
 
-    async def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Input partitions fetched past what reached the agent, which stopped getting
         anything: the offset each must be sought back to (see StalledFetches).
 
         `positions` are the consumer's fetch positions of its assigned input partitions.
+        A partition nothing was delivered from yet is left to Faust, which seeks it to
+        the committed offset once its recovery is done.
         """
-        expected: dict[TopicPartition, int] = {}
-        unknown = []
-        for tp in positions:
-            progress = self._progress.get(tp.partition)
-            if progress is None:
-                unknown.append(tp)  # nothing delivered yet: Faust starts at the commit
-            else:
-                expected[tp] = progress.next_offsets.get(tp.topic, 0)
-        if unknown:
-            committed = await self._reader.committed(unknown)
-            expected.update({tp: offset or 0 for tp, offset in committed.items()})
-        return self._stalled.check(expected, positions)
+        expected = {
+            tp: progress.next_offsets.get(tp.topic, 0)
+            for tp in positions
+            if (progress := self._progress.get(tp.partition)) is not None
+        }
+        return self._stalled.check(
+            expected, {tp: offset for tp, offset in positions.items() if tp in expected}
+        )
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions leave this worker unless the assignment that follows gives them back."""
@@ -270,6 +260,7 @@ class Checkpoints:
             return None
 
     def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
+        started = time.perf_counter()
         checkpoint = PartitionCheckpoint(
             version=FORMAT_VERSION,
             offsets=progress.covered(),
@@ -281,7 +272,7 @@ class Checkpoints:
         # input in batches, outside the per-event context `table[key] = value` needs.
         self._table.data[key] = value
         self._table.send_changelog(partition, key, value)
-        progress.saved(now_s)
+        progress.saved(now_s, cost_s=time.perf_counter() - started)
 
 
 def _key(partition: int) -> bytes:

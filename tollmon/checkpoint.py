@@ -135,6 +135,17 @@ def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
     return checkpoint
 
 
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """How often a partition's state is saved: every `every_s` or every `every_events`
+    events, whichever comes first, but never so often that saving takes more than
+    `max_share` of the worker's time (a large partition's save takes seconds)."""
+
+    every_s: float = 5.0
+    every_events: int = 50_000
+    max_share: float = 0.1
+
+
 @dataclass
 class PartitionProgress:
     """Which offsets of one input partition number the detector state has taken in.
@@ -147,6 +158,7 @@ class PartitionProgress:
     next_offsets: dict[str, int] = field(default_factory=dict)
     events_since_save: int = 0
     saved_at_s: float = 0.0
+    save_cost_s: float = 0.0  # how long the last save took
 
     @classmethod
     def after(cls, offsets: dict[str, int], now_s: float) -> PartitionProgress:
@@ -168,14 +180,18 @@ class PartitionProgress:
         """The last offset taken in per topic, as a checkpoint records it."""
         return {topic: offset - 1 for topic, offset in self.next_offsets.items() if offset > 0}
 
-    def is_due(self, now_s: float, every_s: float, every_events: int) -> bool:
+    def is_due(self, now_s: float, policy: CheckpointPolicy) -> bool:
         if not self.events_since_save:
             return False
-        return self.events_since_save >= every_events or now_s - self.saved_at_s >= every_s
+        elapsed = now_s - self.saved_at_s
+        if elapsed < self.save_cost_s / policy.max_share:
+            return False
+        return self.events_since_save >= policy.every_events or elapsed >= policy.every_s
 
-    def saved(self, now_s: float) -> None:
+    def saved(self, now_s: float, cost_s: float = 0.0) -> None:
         self.events_since_save = 0
         self.saved_at_s = now_s
+        self.save_cost_s = cost_s
 
 
 K = TypeVar("K")

@@ -56,6 +56,7 @@ class PipelineConfig:
 
     idle_after_s: float = 10.0
     max_hold_s: float = 30.0
+    feed_disorder_s: float = 0.0
     data_gap: DataGapConfig | None = None  # None: silence from the network's thresholds
 
 
@@ -87,7 +88,9 @@ class PlazaState:
         expected: tuple[type, ...] = (LaneTransaction,)
         if any(a.has_detector for a in spec.approaches):
             expected = (ApproachDetection, LaneTransaction)
-        self.merger = EventTimeMerger(ordering.idle_after_s, ordering.max_hold_s, expected)
+        self.merger = EventTimeMerger(
+            ordering.idle_after_s, ordering.max_hold_s, expected, ordering.feed_disorder_s
+        )
 
 
 class Pipeline:

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # A plaza's detector or transaction feed silent this long (processing time) is
     # no longer waited for when ordering that plaza's events.
     reorder_idle_s: float = Field(default=10.0, gt=0)
+    # How far one feed's own events may arrive out of event-time order. Each feed is
+    # held back this much, which adds as much to the event-to-estimate latency; 0 for
+    # lane controllers and detectors that send in order.
+    feed_disorder_s: float = Field(default=0.0, ge=0)
     log_level: str = "info"
 
     def topic(self, name: str) -> str:

@@ -14,6 +14,7 @@ from tests.unit.test_validation import raw, transaction
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
+    CheckpointPolicy,
     PartitionCheckpoint,
     PartitionProgress,
     StalledFetches,
@@ -227,16 +228,28 @@ def test_offsets_a_checkpoint_covers_are_redeliveries_and_later_ones_missing() -
 
 
 def test_a_save_is_due_after_enough_time_or_events_and_only_with_news() -> None:
+    policy = CheckpointPolicy(every_s=5.0, every_events=3)
     progress = PartitionProgress.after({}, now_s=100.0)
-    assert not progress.is_due(200.0, every_s=5.0, every_events=3)
+    assert not progress.is_due(200.0, policy)
     progress.taken("tx", 0)
-    assert not progress.is_due(101.0, every_s=5.0, every_events=3)
-    assert progress.is_due(105.0, every_s=5.0, every_events=3)
+    assert not progress.is_due(101.0, policy)
+    assert progress.is_due(105.0, policy)
     progress.taken("tx", 1)
     progress.taken("tx", 2)
-    assert progress.is_due(101.0, every_s=5.0, every_events=3)
+    assert progress.is_due(101.0, policy)
     progress.saved(101.0)
-    assert not progress.is_due(200.0, every_s=5.0, every_events=3)
+    assert not progress.is_due(200.0, policy)
+
+
+def test_a_slow_save_spaces_the_next_out_to_keep_its_share_of_the_time() -> None:
+    policy = CheckpointPolicy(every_s=5.0, every_events=3, max_share=0.1)
+    progress = PartitionProgress.after({}, now_s=100.0)
+    progress.saved(100.0, cost_s=2.0)  # thousands of plazas on the partition
+    for offset in range(10):
+        progress.taken("tx", offset)
+    assert not progress.is_due(110.0, policy)
+    assert not progress.is_due(119.0, policy)
+    assert progress.is_due(120.0, policy)
 
 
 def test_dedup_ids_move_with_their_partition(metrics: Metrics) -> None:

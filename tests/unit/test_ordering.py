@@ -150,3 +150,26 @@ def test_a_feed_that_died_before_the_silence_stays_idle_when_its_plaza_resumes()
     # The plaza is quiet for 20 s; the detector feed had already been dead for 39.
     assert [e.ts for e in merger.push(departure(70_000), now_s=60)] == [40_000]
     assert merger.late_events == 0
+
+
+def test_a_feed_shuffled_within_its_disorder_bound_comes_out_in_order() -> None:
+    rng = random.Random(4)
+    detections = [detection(ts) for ts in range(0, 120_000, 700)]
+    departures = [departure(ts) for ts in range(300, 120_000, 900)]
+    # Every event moved by up to 5 s, within its own feed too.
+    arrivals = sorted(detections + departures, key=lambda e: e.ts + rng.uniform(0, 5_000))
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH, disorder_s=5)
+    out = [e for event in arrivals for e in merger.push(event, now_s=0)] + merger.flush()
+    assert merger.late_events == 0
+    assert [e.ts for e in out] == sorted(e.ts for e in arrivals)
+
+
+def test_without_a_disorder_bound_a_shuffled_feed_is_fed_late() -> None:
+    rng = random.Random(4)
+    detections = [detection(ts) for ts in range(0, 120_000, 700)]
+    departures = [departure(ts) for ts in range(300, 120_000, 900)]
+    arrivals = sorted(detections + departures, key=lambda e: e.ts + rng.uniform(0, 5_000))
+    merger = EventTimeMerger(idle_after_s=10, max_hold_s=1e9, expected=BOTH)
+    for event in arrivals:
+        merger.push(event, now_s=0)
+    assert merger.late_events > 0
