@@ -310,7 +310,11 @@ def render(r: BenchReport) -> str:
         *_fit_text(r),
         "## Memory",
         "",
-        "Peak RSS is the worker's `VmHWM` (the kernel's high-water mark) at the end of each trial.",
+        "Peak RSS is the worker's `VmHWM` (the kernel's high-water mark) at the end of each "
+        "trial. A trial is 90 s of traffic or less, so these are not steady-state figures: "
+        "each approach keeps an hour of its arrival and departure curves, the plate matches "
+        "of the last 30 minutes and up to 1,000,000 dedup ids, which fill over the first "
+        "hour (the soak in docs/operations.md measures that growth).",
         "",
         "| plazas | run | peak RSS |",
         "|---|---|---|",
