@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
 PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per AlertBook
-LAG_S = 5.0  # one scrape interval: each scrape sees a fresh consumer lag
-STALL_S = 5.0  # how often fetch positions are compared with what reached the agent
+# One scrape interval: each scrape sees a fresh consumer lag; also how often fetch
+# positions are compared with what reached the agent.
+FETCH_WATCH_S = 5.0
 # Input is taken in batches of up to BATCH_MAX messages, or whatever arrived within
 # BATCH_WITHIN_S: per-event awaits cost more than the detectors, and 50 ms is small
 # against the 1 s event-to-alert budget of SPEC §7.
@@ -152,40 +153,26 @@ def register_agents(app: faust.App, worker: Worker) -> None:
 
     app.timer(TICK_S, name="tick")(tick)
 
-    async def record_consumer_lag() -> None:
+    async def watch_fetch_positions() -> None:
+        # The fetch positions of the input partitions, read once per round, serve two
+        # ends: consumer lag (what has not even been read yet) and records Faust fetched
+        # but dropped at the tail of a partition, where no later message reveals the
+        # hole: those are sought back to and delivered again.
         consumer = app.consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         if not assigned:
             return
         try:
             highwaters = await consumer.highwaters(*assigned)
+            positions: dict[Any, int] = {}
             for tp in assigned:
-                # The fetch position, not the commit: lag of what has not even been read yet.
                 position = await consumer.position(tp)
-                if position is not None and tp in highwaters:
-                    lag = max(0, highwaters[tp] - position)
-                    worker.recorder.consumer_lag(tp.topic, tp.partition, lag)
-        except KafkaError:
-            # A rebalance revoked a partition between the two calls: a metric must never
-            # crash the worker; the next round reads the new assignment.
-            return
-
-    app.timer(LAG_S, name="consumer_lag")(record_consumer_lag)
-
-    async def reclaim_undelivered() -> None:
-        # Records Faust fetched but dropped at the tail of a partition: no later message
-        # reveals the hole, so they are sought back to and delivered again.
-        consumer = app.consumer
-        try:
-            positions = {
-                tp: await consumer.position(tp)
-                for tp in consumer.assignment()
-                if tp.topic in inputs
-            }
-            stalled = checkpoints.undelivered(
-                {tp: offset for tp, offset in positions.items() if offset is not None}
-            )
-            for tp, offset in stalled.items():
+                if position is not None:
+                    positions[tp] = position
+                    if tp in highwaters:
+                        lag = max(0, highwaters[tp] - position)
+                        worker.recorder.consumer_lag(tp.topic, tp.partition, lag)
+            for tp, offset in checkpoints.undelivered(positions).items():
                 log.warning(
                     "%s[%d]: fetched up to %d but nothing past %d arrived; seeking back",
                     tp.topic,
@@ -195,9 +182,11 @@ def register_agents(app: faust.App, worker: Worker) -> None:
                 )
                 await consumer.seek(TP(tp.topic, tp.partition), offset)
         except KafkaError:
-            return  # a rebalance moved a partition meanwhile: the next round looks again
+            # A rebalance revoked a partition meanwhile: this must never crash the
+            # worker; the next round reads the new assignment.
+            return
 
-    app.timer(STALL_S, name="reclaim_undelivered")(reclaim_undelivered)
+    app.timer(FETCH_WATCH_S, name="watch_fetch_positions")(watch_fetch_positions)
 
     pusher = worker.pusher
     if pusher is not None:
