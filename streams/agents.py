@@ -15,6 +15,7 @@ from streams.checkpoint import Checkpoints, InputMessage
 from streams.consumer import WorkerApp
 from streams.emitter import Emitter
 from streams.topics import Topics
+from streams.weighing_agents import source_header
 from tollmon.events import Event, WeighMeasurement
 from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.pipeline import Outputs, Pipeline
@@ -68,7 +69,10 @@ class _Batch:
         worker.pipeline.process(outcome, self.now_s, self._out)
         if isinstance(outcome, WeighMeasurement):
             worker.emitter.stage_message(
-                worker.topics.by_pass, outcome.pass_id.encode(), message.value
+                worker.topics.by_pass,
+                outcome.pass_id.encode(),
+                message.value,
+                [source_header(message.partition)],
             )
         return outcome.plaza_id
 

@@ -109,6 +109,8 @@ def create_app(
         PairAssessor(network),
         horizon_ms=int(network_thresholds(network).unpaired_horizon_s * 1000),
         partitions=settings.partitions,
+        idle_after_s=settings.reorder_idle_s,
+        clock=clock,
     )
     _publish_plaza_info(metrics, network)
     _register_metrics_page(app, metrics)

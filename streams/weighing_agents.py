@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -13,12 +14,27 @@ from streams.emitter import Emitter
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
 from tollmon.recorder import MetricsRecorder
-from tollmon.weighing_flow import ExpiryQueue, PairAssessor, unmatched_outcomes
+from tollmon.weighing_flow import ExpiryQueue, PairAssessor, SourceWatermark, unmatched_outcomes
 
 _encode = msgspec.json.Encoder().encode
 _weighing = msgspec.json.Decoder(WeighMeasurement)
 _record = msgspec.json.Decoder(WeighingRecord)
 _pair = msgspec.json.Decoder(WeighPair)
+
+# Header of a re-keyed weighing naming the input partition it came from.
+SOURCE_HEADER = "tollmon-source"
+
+
+def source_header(partition: int) -> tuple[str, bytes]:
+    return (SOURCE_HEADER, str(partition).encode())
+
+
+def _source(message: Any) -> str:
+    headers = message.headers or ()
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
+        if name == SOURCE_HEADER:
+            return bytes(value).decode()
+    return ""  # re-keyed by a worker that did not say
 
 
 def register_weighing_agents(
@@ -29,6 +45,8 @@ def register_weighing_agents(
     assessor: PairAssessor,
     horizon_ms: int,
     partitions: int,
+    idle_after_s: float,
+    clock: Callable[[], float],
 ) -> None:
     """Open trips live in `open_trips` (changelog-backed: a restarted worker recovers them)."""
     open_trips = app.Table(
@@ -39,7 +57,7 @@ def register_weighing_agents(
         value_type=bytes,
     )
     expiry = ExpiryQueue()
-    watermark = {"ts": 0}
+    watermark = SourceWatermark(idle_after_s)
 
     async def pair_trips(stream: Any) -> None:
         async for record in stream.events():
@@ -53,8 +71,8 @@ def register_weighing_agents(
                 expiry.opened(partition, measurement.pass_id, new_entry)
             elif stored is not None:
                 del open_trips[key]
-            watermark["ts"] = max(watermark["ts"], measurement.ts)
-            for pass_id, opened_ts in expiry.due(partition, watermark["ts"], horizon_ms):
+            reached = watermark.observe(_source(record.message), measurement.ts, clock())
+            for pass_id, opened_ts in expiry.due(partition, reached, horizon_ms):
                 expire(pass_id.encode(), opened_ts)
             for exit_plaza, outcome in unmatched_outcomes(output.unmatched):
                 recorder.weight_pair(exit_plaza, outcome)

@@ -159,3 +159,33 @@ class ExpiryQueue:
                 ts, pass_id = queue.popleft()
                 out.append((pass_id, ts))
         return out
+
+
+class SourceWatermark:
+    """The event time every source of re-keyed weighings has reached.
+
+    The by-pass stream mixes weighings from every input partition, and a worker that
+    drains a backlog may run one partition hours ahead of another. Expiring unpaired
+    trips on the newest time seen anywhere would expire trips whose other end is still
+    waiting in a slower partition. The watermark is the oldest of the sources' newest
+    times; a source silent for `idle_after_s` of processing time stops holding it back
+    (a plaza without trucks, a partition that moved to another worker).
+    """
+
+    def __init__(self, idle_after_s: float) -> None:
+        self._idle_after_s = idle_after_s
+        # source -> (newest event time in ms, processing time it was last heard, s)
+        self._sources: dict[str, tuple[int, float]] = {}
+
+    def observe(self, source: str, ts: int, now_s: float) -> int:
+        """Take a weighing of `source` stamped `ts`; returns the watermark after it."""
+        known = self._sources.get(source)
+        self._sources[source] = (ts if known is None else max(ts, known[0]), now_s)
+        return self.value(now_s)
+
+    def value(self, now_s: float) -> int:
+        newest = self._sources.values()
+        live = [ts for ts, heard_s in newest if now_s - heard_s <= self._idle_after_s]
+        if live:
+            return min(live)
+        return max((ts for ts, _ in newest), default=0)
