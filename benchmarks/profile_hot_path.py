@@ -2,7 +2,7 @@
 
 Two measurements over the same kind of traffic, a network of many replicated plazas:
 
-- `inproc`: the ingest agent's own per-batch code (decode, validate, dedup, reorder,
+- `inproc`: the ingest step's own per-batch code (decode, validate, dedup, reorder,
   detectors, metrics, output encoding) over pre-encoded messages, with producer sends
   that go nowhere. Optionally under pyinstrument (`--profile`).
 - `worker`: a real `tollmon worker` in replay time mode draining a backlog pre-filled on
@@ -125,7 +125,7 @@ class _NullTopics:
 
 
 def _build_worker(network: Network, metrics: Metrics) -> Worker:
-    topics: Any = _NullTopics()  # duck-typed: the agent only calls send on it
+    topics: Any = _NullTopics()  # duck-typed: the ingest step only calls send on it
     recorder = MetricsRecorder(metrics)
     clock = time.time
     return Worker(
@@ -144,7 +144,7 @@ def _build_worker(network: Network, metrics: Metrics) -> Worker:
 def run_in_process(
     network: Network, messages: list[RawMessage], batch: int, metrics: Metrics
 ) -> tuple[float, float]:
-    """Wall and CPU seconds the agent's code takes over `messages`, in batches of `batch`."""
+    """Wall and CPU seconds the ingest step takes over `messages`, in batches of `batch`."""
     worker = _build_worker(network, metrics)
 
     async def drain() -> None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
 PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per AlertBook
 # One scrape interval: each scrape sees a fresh consumer lag; also how often fetch
-# positions are compared with what reached the agent.
+# positions are compared with what reached the ingest step.
 FETCH_WATCH_S = 5.0
 
 

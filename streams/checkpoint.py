@@ -1,7 +1,7 @@
 """Detector state that survives a killed worker: a changelogged checkpoint per input partition.
 
 Input topics are keyed by plaza and co-partitioned, so every state of a plaza (and the
-dedup ids of its events) belongs to one input partition number. The ingest agent saves
+dedup ids of its events) belongs to one input partition number. The ingest step saves
 that state, with the offsets it covers, into the `detector_checkpoints` table every few
 seconds. A worker that takes a partition over (restart or rebalance) restores the
 checkpoint on the partition's first event, reads back from the log what Faust already
@@ -48,7 +48,7 @@ CHANGELOG_CONFIG = {
 
 
 class InputMessage(Protocol):
-    """What the ingest agent needs of a message, from Faust or from a read-back."""
+    """What the ingest step needs of a message, from Faust or from a read-back."""
 
     @property
     def topic(self) -> str: ...
@@ -100,7 +100,7 @@ class Checkpoints:
         self._stalled: StalledFetches[TopicPartition] = StalledFetches()
 
     async def admit(self, message: InputMessage, handle: Handler) -> bool:
-        """Whether the agent should process `message`; False for a re-delivery.
+        """Whether the ingest step should process `message`; False for a re-delivery.
 
         The first message of a partition restores its checkpoint and first feeds what
         the log holds between the checkpoint and Faust's committed offset; a message
@@ -157,7 +157,7 @@ class Checkpoints:
                 self._save(partition, progress, now_s)
 
     def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """Input partitions fetched past what reached the agent, which stopped getting
+        """Input partitions fetched past what reached the ingest step, which stopped getting
         anything: the offset each must be sought back to (see StalledFetches).
 
         `positions` are the consumer's fetch positions of its assigned input partitions.
@@ -268,7 +268,7 @@ class Checkpoints:
             dedup_ids=self._ingest.dedup_ids(partition),
         )
         key, value = _key(partition), encode_checkpoint(checkpoint)
-        # The changelog partition is the input partition, named here: the agent takes
+        # The changelog partition is the input partition, named here: the ingest step takes
         # input in batches, outside the per-event context `table[key] = value` needs.
         self._table.data[key] = value
         self._table.send_changelog(partition, key, value)

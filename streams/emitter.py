@@ -2,7 +2,7 @@
 
 Outputs are staged synchronously (metrics recorded, messages encoded into an outbox)
 and handed to the producer by `flush`, once per batch of input rather than once per
-output. The ingest agent flushes before its batch is acknowledged, and Faust flushes
+output. The ingest step flushes before its batch is acknowledged, and Faust flushes
 the producer before it commits offsets, so every output of an input is on its way
 to Kafka before that input counts as processed (at-least-once).
 """

@@ -95,7 +95,7 @@ def register_weighing_agents(
             pair = _pair.decode(value)
             if assessor.fits_before(pair):
                 # The network-wide fit takes seconds on a large network: it runs in a
-                # thread so the ingest agent keeps estimating queues meanwhile. Only
+                # thread so the ingest step keeps estimating queues meanwhile. Only
                 # this agent touches the assessor, and it waits for the result.
                 out = await asyncio.to_thread(assessor.on_pair, pair)
             else:

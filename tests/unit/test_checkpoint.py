@@ -274,7 +274,7 @@ def metrics() -> Metrics:
 
 def test_a_partition_fetched_past_its_delivered_offsets_is_stalled_on_the_second_look() -> None:
     watch: StalledFetches[str] = StalledFetches()
-    # Fetched up to 120, taken in up to 100: maybe still on the way to the agent.
+    # Fetched up to 120, taken in up to 100: maybe still on the way to the ingest step.
     assert watch.check({"t0": 100}, {"t0": 120}) == {}
     # Nothing taken in since: the records were dropped; seek back to 100.
     assert watch.check({"t0": 100}, {"t0": 120}) == {"t0": 100}

@@ -1,4 +1,4 @@
-"""The ingest agent's batch step: outputs staged per batch, handed on in order, none lost."""
+"""The ingest step's batch step: outputs staged per batch, handed on in order, none lost."""
 
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def test_concurrent_flushes_send_in_the_order_outputs_were_staged(network: Netwo
         emitter.stage_message(topics.deadletter, b"1", b"first")
         emitter.stage_message(topics.deadletter, b"2", b"second")
         agent = asyncio.create_task(emitter.flush())
-        await asyncio.sleep(0)  # the agent's flush is under way, suspended in a send
+        await asyncio.sleep(0)  # the ingest step's flush is under way, suspended in a send
         emitter.stage_message(topics.deadletter, b"3", b"third")  # e.g. the tick timer
         await asyncio.gather(agent, emitter.emit(Outputs()))
 
