@@ -10,6 +10,8 @@ committed past the checkpoint, and skips what the checkpoint already covers.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -19,6 +21,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from streams.forked import SnapshotError, encode_in_child
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -98,6 +101,7 @@ class Checkpoints:
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
         self._stalled: StalledFetches[TopicPartition] = StalledFetches()
+        self._saving: dict[int, asyncio.Future[None]] = {}
 
     async def admit(self, message: InputMessage, handle: Handler) -> bool:
         """Whether the ingest step should process `message`; False for a re-delivery.
@@ -150,11 +154,34 @@ class Checkpoints:
         self._progress[partition].taken(message.topic, message.offset)
 
     def save_due(self) -> None:
-        """Save the partitions whose checkpoint is due; call once their outputs are flushed."""
+        """Start saving the partitions whose checkpoint is due; call once their outputs
+        are flushed. The state is taken now and encoded in a forked child (see
+        streams/forked.py), so the event loop never waits for a large partition's pickle.
+        """
         now_s = self._clock()
         for partition, progress in self._progress.items():
-            if progress.is_due(now_s, self._policy):
-                self._save(partition, progress, now_s)
+            if partition not in self._saving and progress.is_due(now_s, self._policy):
+                task = asyncio.ensure_future(self._save_forked(partition, progress, now_s))
+                self._saving[partition] = task
+                task.add_done_callback(functools.partial(self._saved, partition))
+
+    def _saved(self, partition: int, _: asyncio.Future[None]) -> None:
+        self._saving.pop(partition, None)
+
+    async def _save_forked(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
+        started = time.perf_counter()
+        offsets = progress.covered()
+        # Counted as saved from the moment the state is taken; its cost is known later.
+        progress.saved(now_s, cost_s=progress.save_cost_s)
+        try:
+            value = await encode_in_child(lambda: self._encode(partition, offsets))
+        except (SnapshotError, OSError) as exc:
+            log.warning("partition %d: checkpoint not saved: %s", partition, exc)
+            return
+        # The child's time still takes a core: the policy keeps it to its share.
+        progress.save_cost_s = time.perf_counter() - started
+        if self._progress.get(partition) is progress:  # not revoked or taken over meanwhile
+            self._store(partition, value)
 
     def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Input partitions fetched past what reached the ingest step, which stopped getting
@@ -260,19 +287,27 @@ class Checkpoints:
             return None
 
     def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
+        """Save at once, on the event loop (a take-over, whose save must not be late)."""
         started = time.perf_counter()
-        checkpoint = PartitionCheckpoint(
-            version=FORMAT_VERSION,
-            offsets=progress.covered(),
-            plazas=self._pipeline.snapshot(self._plazas.get(partition, ())),
-            dedup_ids=self._ingest.dedup_ids(partition),
+        self._store(partition, self._encode(partition, progress.covered()))
+        progress.saved(now_s, cost_s=time.perf_counter() - started)
+
+    def _encode(self, partition: int, offsets: dict[str, int]) -> bytes:
+        return encode_checkpoint(
+            PartitionCheckpoint(
+                version=FORMAT_VERSION,
+                offsets=offsets,
+                plazas=self._pipeline.snapshot(self._plazas.get(partition, ())),
+                dedup_ids=self._ingest.dedup_ids(partition),
+            )
         )
-        key, value = _key(partition), encode_checkpoint(checkpoint)
+
+    def _store(self, partition: int, value: bytes) -> None:
+        key = _key(partition)
         # The changelog partition is the input partition, named here: the ingest step takes
         # input in batches, outside the per-event context `table[key] = value` needs.
         self._table.data[key] = value
         self._table.send_changelog(partition, key, value)
-        progress.saved(now_s, cost_s=time.perf_counter() - started)
 
 
 def _key(partition: int) -> bytes:
