@@ -156,6 +156,9 @@ def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
             return {
                 "scale bias estimates": worker.total("tollmon_scale_bias_ratio"),
                 "unmatched trips": worker.total("tollmon_weight_pairs_total", outcome="unmatched"),
+                "discrepant pairs": worker.total(
+                    "tollmon_weight_pairs_total", outcome="discrepant"
+                ),
                 "congestion firing": worker.total(
                     "tollmon_alerts_firing", kind="QUEUE_CONGESTION", plaza=SURGE_PLAZA
                 ),
@@ -174,6 +177,7 @@ def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
         instance = f'instance="127.0.0.1:{worker.port}"'
         late_born = [
             f'tollmon_weight_pairs_total{{outcome="unmatched",{instance}}}',
+            f'tollmon_weight_pairs_total{{outcome="discrepant",{instance}}}',
             f"tollmon_events_invalid_total{{{instance}}}",
             f"tollmon_events_late_total{{{instance}}}",
             f'tollmon_lane_transactions_total{{result="REJECTED",{instance}}}',
