@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.agents import Worker, register_agents
 from streams.alertmanager import AlertmanagerPusher
 from streams.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
-from streams.consumer import WorkerApp
 from streams.emitter import Emitter
 from streams.topics import Topics
 from streams.weighing_agents import register_weighing_agents
@@ -33,10 +32,10 @@ def create_app(
     network: Network,
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
-) -> WorkerApp:
+) -> faust.App:
     """Build a worker app; nothing is started or connected until it runs."""
     metrics = metrics if metrics is not None else Metrics.create()
-    app = WorkerApp(
+    app = faust.App(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # None (PLAINTEXT) unless TOLLMON_KAFKA_SECURITY_PROTOCOL asks for TLS/SASL;
