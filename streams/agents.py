@@ -28,6 +28,8 @@ PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per Aler
 # One scrape interval: each scrape sees a fresh consumer lag; also how often fetch
 # positions are compared with what reached the ingest step.
 FETCH_WATCH_S = 5.0
+# Faust commits every 2.8 s: a commit unchanged across two looks this far apart is stuck.
+COMMIT_WATCH_S = 5.0
 # Input is taken in batches of up to BATCH_MAX messages, or whatever arrived within
 # BATCH_WITHIN_S: per-event awaits cost more than the detectors, and 50 ms is small
 # against the 1 s event-to-alert budget of SPEC §7.
@@ -118,6 +120,7 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
             continue
         checkpoints.taken(message, batch.take(message))
     await batch.flush()
+    checkpoints.flushed()
     checkpoints.save_due()
 
 
@@ -191,6 +194,15 @@ def register_agents(app: faust.App, worker: Worker) -> None:
             return
 
     app.timer(FETCH_WATCH_S, name="watch_fetch_positions")(watch_fetch_positions)
+
+    async def unstick_commits() -> None:
+        try:
+            await checkpoints.unstick_commits()
+        except KafkaError:
+            # A rebalance meanwhile: the next round looks at the new assignment.
+            return
+
+    app.timer(COMMIT_WATCH_S, name="unstick_commits")(unstick_commits)
 
     pusher = worker.pusher
     if pusher is not None:

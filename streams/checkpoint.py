@@ -26,9 +26,11 @@ from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointPolicy,
+    CommitLook,
     PartitionCheckpoint,
     PartitionProgress,
     StalledFetches,
+    StuckCommits,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -101,6 +103,7 @@ class Checkpoints:
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
         self._stalled: StalledFetches[TopicPartition] = StalledFetches()
+        self._stuck: StuckCommits[TP] = StuckCommits()
         self._saving: dict[int, asyncio.Future[None]] = {}
 
     async def admit(self, message: InputMessage, handle: Handler) -> bool:
@@ -152,6 +155,43 @@ class Checkpoints:
         if plaza_id is not None:
             self._plazas.setdefault(partition, set()).add(plaza_id)
         self._progress[partition].taken(message.topic, message.offset)
+
+    def flushed(self) -> None:
+        """Everything taken in so far has its outputs with the producer."""
+        for progress in self._progress.values():
+            progress.flushed()
+
+    async def unstick_commits(self) -> dict[TP, int]:
+        """Commit the input partitions whose group commit is stuck below input that went
+        through (see StuckCommits); returns what was committed. Call periodically."""
+        # Faust's own bookkeeping of acknowledged offsets, not part of ConsumerT.
+        consumer: Any = self._app.consumer
+        assignment = consumer.assignment()
+        looks: dict[TP, CommitLook] = {}
+        for partition, progress in self._progress.items():
+            for topic, flushed in progress.flushed_offsets.items():
+                tp = TP(topic, partition)
+                if tp not in assignment:
+                    continue
+                acked = consumer._acked.get(tp)
+                looks[tp] = CommitLook(
+                    committed=consumer._committed_offset.get(tp),
+                    lowest_acked=min(acked) if acked else None,
+                    flushed=flushed,
+                )
+        stuck = self._stuck.check(looks)
+        if stuck:
+            for tp, offset in stuck.items():
+                log.warning(
+                    "%s[%d]: commit stuck at %s below input taken in up to %d; committing it",
+                    tp.topic,
+                    tp.partition,
+                    looks[tp].committed,
+                    offset,
+                )
+            # Flushes the producer first, as Faust's own commit does.
+            await consumer._commit_offsets(stuck)
+        return stuck
 
     def save_due(self) -> None:
         """Start saving the partitions whose checkpoint is due; call once their outputs
@@ -247,6 +287,7 @@ class Checkpoints:
                     ranges[tp] = (first, offset)
         self._progress[partition] = progress
         fed = await self._feed(progress, ranges, handle)
+        progress.flushed()  # the read-back flushed message by message
         # Saved at once, so a worker killed again soon neither repeats the read-back nor
         # commits offsets past a partition that has no checkpoint at all.
         self._save(partition, progress, self._clock())

@@ -159,6 +159,8 @@ class PartitionProgress:
     events_since_save: int = 0
     saved_at_s: float = 0.0
     save_cost_s: float = 0.0  # how long the last save took
+    # next_offsets as they stood when the outputs of everything before were last flushed
+    flushed_offsets: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def after(cls, offsets: dict[str, int], now_s: float) -> PartitionProgress:
@@ -175,6 +177,10 @@ class PartitionProgress:
     def taken(self, topic: str, offset: int) -> None:
         self.next_offsets[topic] = max(self.next_offsets.get(topic, 0), offset + 1)
         self.events_since_save += 1
+
+    def flushed(self) -> None:
+        """The outputs of everything taken in so far are with the producer."""
+        self.flushed_offsets = dict(self.next_offsets)
 
     def covered(self) -> dict[str, int]:
         """The last offset taken in per topic, as a checkpoint records it."""
@@ -226,3 +232,55 @@ class StalledFetches(Generic[K]):
                 seen[key] = (want, position)
         self._seen = seen
         return stalled
+
+
+@dataclass(frozen=True)
+class CommitLook:
+    """One input partition's commit, as the group's consumer and the ingest step see it.
+
+    `committed` is the consumer's committed offset (None before its first commit),
+    `lowest_acked` the lowest offset acknowledged but not yet committed (None if
+    none is), and `flushed` the offset before which every input went through the
+    detectors and had its outputs flushed to the producer.
+    """
+
+    committed: int | None
+    lowest_acked: int | None
+    flushed: int
+
+    def holds_back(self) -> bool:
+        """Whether input that went through lies past the commit and no acknowledgement
+        can carry the commit to it: the next offset is neither acknowledged nor taken."""
+        if self.committed is None or self.committed >= self.flushed:
+            return False
+        return self.lowest_acked is None or self.lowest_acked > self.committed + 1
+
+
+class StuckCommits(Generic[K]):
+    """Input partitions whose group commit stays below input that went through.
+
+    Faust commits the offsets its streams acknowledge. Input the ingest step read back
+    from the log (at a take-over, or for records Faust dropped around a rebalance) is
+    never acknowledged, and Faust's bookkeeping of such holes is lost when a rebalance
+    gives the partition back: the commit then waits for acknowledgements that never
+    come, for good. A partition seen holding back across two looks with the same
+    commit is stuck: the caller commits its flushed offset (always safe: everything
+    before it went through and its outputs are with the producer).
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[K, int | None] = {}
+
+    def check(self, looks: dict[K, CommitLook]) -> dict[K, int]:
+        """The partitions found stuck twice in a row, with the offset to commit."""
+        stuck: dict[K, int] = {}
+        seen: dict[K, int | None] = {}
+        for key, look in looks.items():
+            if not look.holds_back():
+                continue
+            if key in self._seen and self._seen[key] == look.committed:
+                stuck[key] = look.flushed
+            else:
+                seen[key] = look.committed
+        self._seen = seen
+        return stuck

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from detectors.alerts import Alert
 from tests.integration.conftest import (
@@ -30,6 +30,7 @@ from tests.integration.conftest import (
 from tollmon.events import Event, encode
 from tollmon.network import load_network
 from tollmon.publish import topic_for
+from tollmon.settings import INPUT_TOPICS
 from tollmon.simulate import Surge, TrafficProfile, generate
 
 __all__ = ["stack", "start_worker"]
@@ -111,6 +112,25 @@ def send(stack: Stack, prefix: str, messages: Iterable[Event | tuple[str, bytes]
             )
     producer.flush()
     producer.close()
+
+
+def unconsumed(stack: Stack, prefix: str) -> list[str]:
+    """Input partitions of the prefix with messages past the group's committed offset."""
+    group = f"{prefix}tollmon".replace(".", "-")
+    # A consumer that never subscribes only reads the group's offsets; it does not join.
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    try:
+        tps = [TopicPartition(prefix + t, p) for t in INPUT_TOPICS for p in range(4)]
+        behind = []
+        for tp, end in consumer.end_offsets(tps).items():
+            committed = consumer.committed(tp) or 0
+            if end and committed < end:
+                behind.append(f"{tp.topic}[{tp.partition}] committed {committed} of {end}")
+        return behind
+    finally:
+        consumer.close()
 
 
 def dead_letter_reasons(stack: Stack, prefix: str) -> list[str]:

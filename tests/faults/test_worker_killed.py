@@ -20,8 +20,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
+from tests.faults.conftest import unconsumed
 from tests.integration import conftest as integration
 from tests.integration.conftest import (
     Stack,
@@ -34,7 +35,6 @@ from tests.integration.conftest import (
 from tollmon.events import Event, encode
 from tollmon.network import load_network
 from tollmon.publish import topic_for
-from tollmon.settings import INPUT_TOPICS
 from tollmon.simulate import Surge, TrafficProfile, generate
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -157,25 +157,6 @@ def processing(worker: WorkerProcess) -> Callable[[], bool]:
 
 def new_prefix(name: str) -> str:
     return f"f{name}{uuid.uuid4().hex[:6]}."
-
-
-def unconsumed(stack: Stack, prefix: str) -> list[str]:
-    """Input partitions of the prefix with messages past the group's committed offset."""
-    group = f"{prefix}tollmon".replace(".", "-")
-    # A consumer that never subscribes only reads the group's offsets; it does not join.
-    consumer = KafkaConsumer(
-        bootstrap_servers=stack.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    try:
-        tps = [TopicPartition(prefix + t, p) for t in INPUT_TOPICS for p in range(4)]
-        behind = []
-        for tp, end in consumer.end_offsets(tps).items():
-            committed = consumer.committed(tp) or 0
-            if end and committed < end:
-                behind.append(f"{tp.topic}[{tp.partition}] committed {committed} of {end}")
-        return behind
-    finally:
-        consumer.close()
 
 
 def all_consumed(stack: Stack, prefix: str) -> bool:
