@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.agents import Worker, register_agents
 from streams.alertmanager import AlertmanagerPusher
+from streams.changelog import ChangelogWriter
 from streams.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
 from streams.emitter import Emitter
 from streams.topics import Topics
@@ -57,8 +58,6 @@ def create_app(
         # (table recovery reads changelogs with the app's default serializers).
         key_serializer="raw",
         value_serializer="raw",
-        # A partition's detector checkpoint is one message (see streams/checkpoint.py).
-        producer_max_request_size=MAX_CHECKPOINT_BYTES,
     )
     topics = Topics.declare(app, settings)
     recorder = MetricsRecorder(metrics)
@@ -73,6 +72,17 @@ def create_app(
         dedup_capacity=max(1, settings.dedup_capacity // settings.partitions),
     )
     pipeline = Pipeline(network, _pipeline_config(settings))
+
+    async def flush_outputs() -> None:
+        await app.producer.flush()
+
+    changelog = ChangelogWriter(
+        settings.kafka_bootstrap,
+        KafkaSecurity().kafka_python_options(),
+        MAX_CHECKPOINT_BYTES,
+        flush_outputs=flush_outputs,
+    )
+    app.service(changelog)  # type: ignore[arg-type]
     worker = Worker(
         topics=topics,
         ingest=ingest,
@@ -95,6 +105,7 @@ def create_app(
                 settings.faust_app_id,
                 KafkaSecurity().kafka_python_options(),
             ),
+            changelog,
             clock,
             CheckpointPolicy(settings.checkpoint_every_s, settings.checkpoint_every_events),
         ),

@@ -21,6 +21,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
+from streams.changelog import ChangelogWriter
 from streams.forked import SnapshotError, encode_in_child
 from tollmon.checkpoint import (
     FORMAT_VERSION,
@@ -81,6 +82,7 @@ class Checkpoints:
         pipeline: Pipeline,
         inputs: Iterable[str],
         reader: LogReader,
+        writer: ChangelogWriter,
         clock: Callable[[], float],
         policy: CheckpointPolicy,
     ) -> None:
@@ -97,6 +99,7 @@ class Checkpoints:
         self._pipeline = pipeline
         self._inputs = tuple(inputs)
         self._reader = reader
+        self._writer = writer
         self._clock = clock
         self._policy = policy
         self._progress: dict[int, PartitionProgress] = {}
@@ -221,7 +224,7 @@ class Checkpoints:
         # The child's time still takes a core: the policy keeps it to its share.
         progress.save_cost_s = time.perf_counter() - started
         if self._progress.get(partition) is progress:  # not revoked or taken over meanwhile
-            self._store(partition, value)
+            await self._store(partition, value)
 
     def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Input partitions fetched past what reached the ingest step, which stopped getting
@@ -290,7 +293,7 @@ class Checkpoints:
         progress.flushed()  # the read-back flushed message by message
         # Saved at once, so a worker killed again soon neither repeats the read-back nor
         # commits offsets past a partition that has no checkpoint at all.
-        self._save(partition, progress, self._clock())
+        await self._save(partition, progress, self._clock())
         log.info(
             "partition %d taken over: checkpoint %s, %d events read back in %.3f s",
             partition,
@@ -327,10 +330,10 @@ class Checkpoints:
             log.warning("partition %d: checkpoint ignored: %s", partition, exc)
             return None
 
-    def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
-        """Save at once, on the event loop (a take-over, whose save must not be late)."""
+    async def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
+        """Save at once, encoded on the event loop (a take-over, whose save must not be late)."""
         started = time.perf_counter()
-        self._store(partition, self._encode(partition, progress.covered()))
+        await self._store(partition, self._encode(partition, progress.covered()))
         progress.saved(now_s, cost_s=time.perf_counter() - started)
 
     def _encode(self, partition: int, offsets: dict[str, int]) -> bytes:
@@ -343,12 +346,13 @@ class Checkpoints:
             )
         )
 
-    def _store(self, partition: int, value: bytes) -> None:
+    async def _store(self, partition: int, value: bytes) -> None:
         key = _key(partition)
-        # The changelog partition is the input partition, named here: the ingest step takes
-        # input in batches, outside the per-event context `table[key] = value` needs.
         self._table.data[key] = value
-        self._table.send_changelog(partition, key, value)
+        # The changelog partition is the input partition. Not `table[key] = value`: that
+        # needs a per-event context, and would send through the outputs' producer.
+        topic = self._table.changelog_topic.get_topic_name()
+        await self._writer.write(topic, partition, key, value)
 
 
 def _key(partition: int) -> bytes:
