@@ -11,13 +11,13 @@ committed past the checkpoint, and skips what the checkpoint already covers.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import faust
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
@@ -107,7 +107,7 @@ class Checkpoints:
         self._revoked: set[int] = set()
         self._stalled: StalledFetches[TopicPartition] = StalledFetches()
         self._stuck: StuckCommits[TP] = StuckCommits()
-        self._saving: dict[int, asyncio.Future[None]] = {}
+        self._saving: asyncio.Future[None] | None = None  # the save round under way
 
     async def admit(self, message: InputMessage, handle: Handler) -> bool:
         """Whether the ingest step should process `message`; False for a re-delivery.
@@ -197,34 +197,52 @@ class Checkpoints:
         return stuck
 
     def save_due(self) -> None:
-        """Start saving the partitions whose checkpoint is due; call once their outputs
-        are flushed. The state is taken now and encoded in a forked child (see
-        streams/forked.py), so the event loop never waits for a large partition's pickle.
+        """Start saving the checkpoints that are due; call once their outputs are flushed.
+
+        The state is taken now and encoded in a forked child (see streams/forked.py), so
+        the event loop never waits for a large partition's pickle. Once one partition is
+        due, every partition that took input in since its last save is saved with it, in
+        the same child: each fork costs the event loop a pause and the copy-on-write of
+        the pages it touches next, so the rounds, not the partitions, are counted.
         """
+        if self._saving is not None:
+            return
         now_s = self._clock()
-        for partition, progress in self._progress.items():
-            if partition not in self._saving and progress.is_due(now_s, self._policy):
-                task = asyncio.ensure_future(self._save_forked(partition, progress, now_s))
-                self._saving[partition] = task
-                task.add_done_callback(functools.partial(self._saved, partition))
+        if not any(p.is_due(now_s, self._policy) for p in self._progress.values()):
+            return
+        batch = [
+            (partition, progress, progress.covered())
+            for partition, progress in self._progress.items()
+            if progress.events_since_save
+        ]
+        for _, progress, _ in batch:
+            # Counted as saved from the moment the state is taken; its cost is known later.
+            progress.saved(now_s, cost_s=progress.save_cost_s)
+        self._saving = asyncio.ensure_future(self._save_forked(batch))
+        self._saving.add_done_callback(self._saved)
 
-    def _saved(self, partition: int, _: asyncio.Future[None]) -> None:
-        self._saving.pop(partition, None)
+    def _saved(self, _: asyncio.Future[None]) -> None:
+        self._saving = None
 
-    async def _save_forked(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
+    async def _save_forked(
+        self, batch: list[tuple[int, PartitionProgress, dict[str, int]]]
+    ) -> None:
         started = time.perf_counter()
-        offsets = progress.covered()
-        # Counted as saved from the moment the state is taken; its cost is known later.
-        progress.saved(now_s, cost_s=progress.save_cost_s)
+
+        def encode_all() -> bytes:
+            return _encode_round([self._encode(p, offsets) for p, _, offsets in batch])
+
         try:
-            value = await encode_in_child(lambda: self._encode(partition, offsets))
-        except (SnapshotError, OSError) as exc:
-            log.warning("partition %d: checkpoint not saved: %s", partition, exc)
+            values = _decode_round(await encode_in_child(encode_all))
+        except (SnapshotError, OSError, msgspec.DecodeError) as exc:
+            log.warning("partitions %s: checkpoints not saved: %s", [p for p, *_ in batch], exc)
             return
         # The child's time still takes a core: the policy keeps it to its share.
-        progress.save_cost_s = time.perf_counter() - started
-        if self._progress.get(partition) is progress:  # not revoked or taken over meanwhile
-            await self._store(partition, value)
+        cost_s = time.perf_counter() - started
+        for (partition, progress, _), value in zip(batch, values, strict=True):
+            progress.save_cost_s = cost_s
+            if self._progress.get(partition) is progress:  # not revoked or taken over meanwhile
+                await self._store(partition, value)
 
     def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Input partitions fetched past what reached the ingest step, which stopped getting
@@ -353,6 +371,13 @@ class Checkpoints:
         # needs a per-event context, and would send through the outputs' producer.
         topic = self._table.changelog_topic.get_topic_name()
         await self._writer.write(topic, partition, key, value)
+
+
+# A partition to save: its number, progress, and the offsets its checkpoint covers.
+_Due = tuple[int, PartitionProgress, dict[str, int]]
+# The checkpoints of one save round, as the forked child hands them over.
+_encode_round = msgspec.msgpack.Encoder().encode
+_decode_round = msgspec.msgpack.Decoder(list[bytes]).decode
 
 
 def _key(partition: int) -> bytes:

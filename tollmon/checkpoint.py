@@ -141,7 +141,7 @@ class CheckpointPolicy:
     events, whichever comes first, but never so often that saving takes more than
     `max_share` of the worker's time (a large partition's save takes seconds)."""
 
-    every_s: float = 5.0
+    every_s: float = 30.0
     every_events: int = 50_000
     max_share: float = 0.1
 

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # default); a restarted worker waits out its dead predecessor's session too.
     # At least the broker's group.min.session.timeout.ms (6 s), at most the request timeout.
     session_timeout_s: float = Field(default=60.0, ge=6, le=90)
-    checkpoint_every_s: float = Field(default=5.0, gt=0)
+    checkpoint_every_s: float = Field(default=30.0, gt=0)
     checkpoint_every_events: int = Field(default=50_000, ge=1)
     # A plaza's detector or transaction feed silent this long (processing time) is
     # no longer waited for when ordering that plaza's events.

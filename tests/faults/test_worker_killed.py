@@ -47,7 +47,7 @@ DURATION_S = 900  # event time: the surge congests, the antenna degrades, both r
 PRODUCE_S = 30.0  # wall time over which the stream is produced
 CLEAN_PORT, FAULTED_PORTS = 6068, (6069, 6070)
 # Short sessions: a restarted worker waits out its dead predecessor's session.
-WORKER_ENV = {"TOLLMON_SESSION_TIMEOUT_S": "6"}
+WORKER_ENV = {"TOLLMON_SESSION_TIMEOUT_S": "6", "TOLLMON_CHECKPOINT_EVERY_S": "5"}
 
 AlertKey = tuple[str, str]  # (alert_id, status)
 EstimateKey = tuple[str, str, int]  # (plaza, direction, ts)
