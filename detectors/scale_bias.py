@@ -219,9 +219,17 @@ class ScaleBiasEstimator:
 
     # ---- alerts --------------------------------------------------------------------------
 
-    def evaluate(self, ts: int) -> list[Alert]:
-        """SCALE_BIAS alerts that start or resolve at event time ts (transitions only)."""
-        self._latest_estimates = self.estimate()
+    def evaluate(self, ts: int, fitted: list[ScaleBiasEstimate] | None = None) -> list[Alert]:
+        """SCALE_BIAS alerts that start or resolve at event time ts (transitions only).
+
+        `fitted`: what `estimate()` returns for the current window, if the caller had it
+        computed elsewhere (the worker runs the fit in a forked child).
+        """
+        if fitted is None:
+            fitted = self.estimate()
+        else:
+            self._trim()  # as estimate() would have: the window stays bounded
+        self._latest_estimates = fitted
         by_scale = {e.scale_id: e for e in self._latest_estimates}
         resolved = [
             self._resolve(alert, by_scale.get(scale_id), ts)

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
 import msgspec
 
+from detectors.scale_bias import ScaleBiasEstimator
+from detectors.scales import ScaleBiasEstimate
 from detectors.weighing import WeighingRecord, WeighPair, expired_record, pair_weighing
 from streams.emitter import Emitter
+from streams.forked import SnapshotError, encode_in_child
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
 from tollmon.recorder import MetricsRecorder
 from tollmon.weighing_flow import ExpiryQueue, PairAssessor, SourceWatermark, unmatched_outcomes
+
+log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _weighing = msgspec.json.Decoder(WeighMeasurement)
@@ -95,12 +101,30 @@ def register_weighing_agents(
             pair = _pair.decode(value)
             if assessor.fits_before(pair):
                 # The network-wide fit takes seconds on a large network: it runs in a
-                # thread so the ingest step keeps estimating queues meanwhile. Only
-                # this agent touches the assessor, and it waits for the result.
-                out = await asyncio.to_thread(assessor.on_pair, pair)
+                # forked child, so the ingest step keeps the GIL and goes on estimating
+                # queues meanwhile (in a thread, the fit's Python parts took turns with
+                # it). Only this agent touches the assessor, and it waits for the result.
+                fitted = await fit_in_child(assessor.estimator)
+                if fitted is not None:
+                    out = assessor.on_pair(pair, fitted)
+                else:  # no child: a thread, where it at least does not stop the loop
+                    out = await asyncio.to_thread(assessor.on_pair, pair)
             else:
                 out = assessor.on_pair(pair)
             await emitter.emit_pair_outputs(out)
 
     app.agent(topics.by_pass, name="pair_trips")(pair_trips)
     app.agent(topics.pairs, name="assess_pairs")(assess_pairs)
+
+
+_encode_fit = msgspec.msgpack.Encoder().encode
+_decode_fit = msgspec.msgpack.Decoder(list[ScaleBiasEstimate]).decode
+
+
+async def fit_in_child(estimator: ScaleBiasEstimator) -> list[ScaleBiasEstimate] | None:
+    """`estimator.estimate()`, computed in a forked child; None if that failed."""
+    try:
+        return _decode_fit(await encode_in_child(lambda: _encode_fit(estimator.estimate())))
+    except (SnapshotError, OSError, msgspec.DecodeError) as exc:
+        log.warning("scale-bias fit in a child failed (%s); fitting in a thread", exc)
+        return None

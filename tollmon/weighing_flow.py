@@ -87,11 +87,17 @@ class PairAssessor:
         self._biases: dict[str, ScaleBiasEstimate] = {}
         self._next_eval_ms: int | None = None
 
-    def on_pair(self, pair: WeighPair) -> PairOutputs:
-        """Assess one pair, then refresh the bias fit at each grid point its time passed."""
+    def on_pair(
+        self, pair: WeighPair, fitted: list[ScaleBiasEstimate] | None = None
+    ) -> PairOutputs:
+        """Assess one pair, then refresh the bias fit at each grid point its time passed.
+
+        `fitted`: the fit of the current window (`estimator.estimate()`), if the caller
+        computed it elsewhere because `fits_before(pair)`.
+        """
         out = PairOutputs()
         ts = pair.exit.ts
-        self._evaluate_before(ts, out)
+        self._evaluate_before(ts, out, fitted)
         assessment = assess_pair(pair, self._scales, self._thresholds, self._biases)
         out.outcomes.append((pair.exit.plaza_id, assessment.outcome))
         if assessment.alert is not None:
@@ -103,7 +109,9 @@ class PairAssessor:
         """Whether `on_pair(pair)` refreshes the network-wide bias fit first (the costly part)."""
         return self._next_eval_ms is not None and pair.exit.ts >= self._next_eval_ms
 
-    def _evaluate_before(self, ts: int, out: PairOutputs) -> None:
+    def _evaluate_before(
+        self, ts: int, out: PairOutputs, fitted: list[ScaleBiasEstimate] | None
+    ) -> None:
         if self._next_eval_ms is None:
             self._next_eval_ms = (ts // BIAS_EVERY_MS + 1) * BIAS_EVERY_MS
             return
@@ -112,7 +120,7 @@ class PairAssessor:
         # One fit for all grid points passed: nothing was added in between.
         at = self._next_eval_ms
         self._next_eval_ms = (ts // BIAS_EVERY_MS + 1) * BIAS_EVERY_MS
-        out.alerts.extend(self.estimator.evaluate(at))
+        out.alerts.extend(self.estimator.evaluate(at, fitted))
         out.biases = self.estimator.latest_estimates()
         self._biases = {b.scale_id: b for b in out.biases}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from detectors.scale_bias import ScaleBiasConfig, ScaleBiasEstimator, ScaleBiasState
 from detectors.scales import ScaleInfo
 from detectors.weighing import WeighingRecord, WeighPair
+from streams.weighing_agents import fit_in_child
 
 PLAZAS = 6
 CLASSES = (2.0, 5.0, 10.0)
@@ -219,3 +222,19 @@ def test_evaluate_keeps_the_estimates_it_computed() -> None:
     feed(estimator, {"P1-entry": 0.05}, 600)
     estimator.evaluate(600_000)
     assert estimator.latest_estimates() == estimator.estimate()
+
+
+def test_a_fit_computed_in_a_forked_child_raises_and_resolves_what_one_in_process_does() -> None:
+    in_process, forked = ScaleBiasEstimator(network()), ScaleBiasEstimator(network())
+    for estimator in (in_process, forked):
+        feed(estimator, {"P3-exit": 0.04}, 1500)
+    fitted = asyncio.run(fit_in_child(forked))
+    assert fitted == in_process.estimate()
+    assert forked.evaluate(1_500_000, fitted) == in_process.evaluate(1_500_000)
+    assert forked.latest_estimates() == in_process.latest_estimates()
+    for estimator in (in_process, forked):
+        feed(estimator, {}, 3000, seed=1, start_ts=2_000_000)
+    fitted = asyncio.run(fit_in_child(forked))
+    [resolved] = forked.evaluate(5_000_000, fitted)
+    assert [resolved] == in_process.evaluate(5_000_000)
+    assert resolved.status == "resolved"
