@@ -396,8 +396,9 @@ def _fit_text(r: BenchReport) -> list[str]:
         "",
         "The worker refreshes the scale-bias fit (`detectors/scale_bias.py`, SPEC.md §4.3) "
         "once a minute of event time, over every scale with pairs in its window, in a "
-        "thread beside its event loop (`asyncio.to_thread`): events keep flowing, but the "
-        "fit's Python parts hold the GIL in turns with them. One fit, timed in this process "
+        "forked child of the worker (`streams.weighing_agents.fit_in_child`): events keep "
+        "flowing on the worker's event loop, and the fit takes a core of its own while it "
+        "runs (the other core here is shared with the broker). One fit, timed in this process "
         "on the standard load's pairs (memory: Python and numpy allocations during the fit, "
         "by `tracemalloc`, which also slows the fit's Python parts):",
         "",
