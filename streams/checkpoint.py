@@ -224,9 +224,7 @@ class Checkpoints:
     def _saved(self, _: asyncio.Future[None]) -> None:
         self._saving = None
 
-    async def _save_forked(
-        self, batch: list[tuple[int, PartitionProgress, dict[str, int]]]
-    ) -> None:
+    async def _save_forked(self, batch: list[_Due]) -> None:
         started = time.perf_counter()
 
         def encode_all() -> bytes:
