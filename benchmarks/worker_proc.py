@@ -118,5 +118,5 @@ def start_worker(
 
 
 def consumer_group(prefix: str, app_id: str = "tollmon") -> str:
-    """The worker's consumer group (Settings.faust_app_id)."""
+    """The input topics' consumer group (Settings.consumer_group)."""
     return f"{prefix}{app_id}".replace(".", "-")

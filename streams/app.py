@@ -8,11 +8,12 @@ from collections.abc import Callable
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.agents import Worker, register_agents
+from streams.agents import Worker, input_consumer, register_agents
 from streams.alertmanager import AlertmanagerPusher
 from streams.changelog import ChangelogWriter
-from streams.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
+from streams.checkpoint import CHANGELOG, MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
 from streams.emitter import Emitter
+from streams.inputs import input_consumer_client
 from streams.topics import Topics
 from streams.weighing_agents import register_weighing_agents
 from tollmon.alerting import AlertBook
@@ -96,13 +97,13 @@ def create_app(
         ),
         clock=clock,
         checkpoints=Checkpoints(
-            app,
+            f"{settings.consumer_group}-{CHANGELOG}",
             ingest,
             pipeline,
             settings.input_topics,
             LogReader(
                 settings.kafka_bootstrap,
-                settings.faust_app_id,
+                settings.consumer_group,
                 KafkaSecurity().kafka_python_options(),
             ),
             changelog,
@@ -111,6 +112,13 @@ def create_app(
         ),
     )
     register_agents(app, worker)
+    client = input_consumer_client(
+        settings.kafka_bootstrap,
+        settings.consumer_group,
+        settings.session_timeout_s,
+        KafkaSecurity().kafka_python_options(),
+    )
+    app.service(input_consumer(worker, client, settings, flush_outputs))
     register_weighing_agents(
         app,
         topics,

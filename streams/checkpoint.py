@@ -2,10 +2,11 @@
 
 Input topics are keyed by plaza and co-partitioned, so every state of a plaza (and the
 dedup ids of its events) belongs to one input partition number. The ingest step saves
-that state, with the offsets it covers, into the `detector_checkpoints` table every few
-seconds. A worker that takes a partition over (restart or rebalance) restores the
-checkpoint on the partition's first event, reads back from the log what Faust already
-committed past the checkpoint, and skips what the checkpoint already covers.
+that state, with the offsets it covers, to a compacted changelog topic (partition n for
+input partition n) every few seconds. A worker that takes a partition over (restart or
+rebalance) restores the checkpoint on the partition's first event, reads back from the
+log what the group already committed past the checkpoint, and skips what the
+checkpoint already covers.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-import faust
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.types import TP
 
 from streams.changelog import ChangelogWriter
 from streams.forked import SnapshotError, encode_in_child
@@ -27,11 +26,8 @@ from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointPolicy,
-    CommitLook,
     PartitionCheckpoint,
     PartitionProgress,
-    StalledFetches,
-    StuckCommits,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -40,7 +36,7 @@ from tollmon.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-TABLE = "detector_checkpoints"
+CHANGELOG = "detector_checkpoints-changelog"
 # A partition's checkpoint holds all its plazas and dedup ids in one message.
 MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
 CHANGELOG_CONFIG = {
@@ -77,7 +73,7 @@ class Checkpoints:
 
     def __init__(
         self,
-        app: faust.App,
+        changelog: str,
         ingest: Ingest,
         pipeline: Pipeline,
         inputs: Iterable[str],
@@ -86,15 +82,7 @@ class Checkpoints:
         clock: Callable[[], float],
         policy: CheckpointPolicy,
     ) -> None:
-        self._table = app.Table(
-            TABLE,
-            default=None,
-            partitions=app.conf.topic_partitions,
-            key_type=bytes,
-            value_type=bytes,
-            extra_topic_configs=CHANGELOG_CONFIG,
-        )
-        self._app = app
+        self._changelog = changelog  # partition n holds input partition n's checkpoints
         self._ingest = ingest
         self._pipeline = pipeline
         self._inputs = tuple(inputs)
@@ -105,16 +93,19 @@ class Checkpoints:
         self._progress: dict[int, PartitionProgress] = {}
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
-        self._stalled: StalledFetches[TopicPartition] = StalledFetches()
-        self._stuck: StuckCommits[TP] = StuckCommits()
         self._saving: asyncio.Future[None] | None = None  # the save round under way
+
+    @property
+    def changelog(self) -> str:
+        """The compacted topic the checkpoints are written to."""
+        return self._changelog
 
     async def admit(self, message: InputMessage, handle: Handler) -> bool:
         """Whether the ingest step should process `message`; False for a re-delivery.
 
         The first message of a partition restores its checkpoint and first feeds what
-        the log holds between the checkpoint and Faust's committed offset; a message
-        that comes after offsets Faust never delivered has those fed first.
+        the log holds between the checkpoint and the group's committed offset; a
+        message that comes after offsets never delivered has those fed first.
         """
         partition = message.partition
         progress = self._progress.get(partition)
@@ -133,19 +124,13 @@ class Checkpoints:
         tp = TopicPartition(message.topic, message.partition)
         fed = await self._feed(progress, {tp: (first, message.offset)}, handle)
         log.info(
-            "%s[%d]: offsets %d..%d were not delivered by Faust; %d events read back",
+            "%s[%d]: offsets %d..%d were not delivered; %d events read back",
             message.topic,
             message.partition,
             first,
             message.offset - 1,
             fed,
         )
-        # Faust never acks offsets it dropped (around a rebalance), so its commit would
-        # stay below them for good; its own gap bookkeeping lets the commit move past.
-        # `_add_gap` is Faust's own (it calls it for holes it sees in fetched offsets) but
-        # not part of ConsumerT; typed Any for that.
-        consumer: Any = self._app.consumer
-        await consumer._add_gap(TP(message.topic, message.partition), first, message.offset - 1)
 
     def settled(self, message: InputMessage) -> bool:
         """Whether `message` simply continues its partition: nothing to restore, skip or fill."""
@@ -164,37 +149,15 @@ class Checkpoints:
         for progress in self._progress.values():
             progress.flushed()
 
-    async def unstick_commits(self) -> dict[TP, int]:
-        """Commit the input partitions whose group commit is stuck below input that went
-        through (see StuckCommits); returns what was committed. Call periodically."""
-        # Faust's own bookkeeping of acknowledged offsets, not part of ConsumerT.
-        consumer: Any = self._app.consumer
-        assignment = consumer.assignment()
-        looks: dict[TP, CommitLook] = {}
-        for partition, progress in self._progress.items():
-            for topic, flushed in progress.flushed_offsets.items():
-                tp = TP(topic, partition)
-                if tp not in assignment:
-                    continue
-                acked = consumer._acked.get(tp)
-                looks[tp] = CommitLook(
-                    committed=consumer._committed_offset.get(tp),
-                    lowest_acked=min(acked) if acked else None,
-                    flushed=flushed,
-                )
-        stuck = self._stuck.check(looks)
-        if stuck:
-            for tp, offset in stuck.items():
-                log.warning(
-                    "%s[%d]: commit stuck at %s below input taken in up to %d; committing it",
-                    tp.topic,
-                    tp.partition,
-                    looks[tp].committed,
-                    offset,
-                )
-            # Flushes the producer first, as Faust's own commit does.
-            await consumer._commit_offsets(stuck)
-        return stuck
+    def flushed_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Per input partition, the offset before which every input went through the
+        detectors and had its outputs flushed: what may be committed."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            progress = self._progress.get(tp.partition)
+            if progress is not None and tp.topic in progress.flushed_offsets:
+                offsets[tp] = progress.flushed_offsets[tp.topic]
+        return offsets
 
     def save_due(self) -> None:
         """Start saving the checkpoints that are due; call once their outputs are flushed.
@@ -242,23 +205,6 @@ class Checkpoints:
             if self._progress.get(partition) is progress:  # not revoked or taken over meanwhile
                 await self._store(partition, value)
 
-    def undelivered(self, positions: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        """Input partitions fetched past what reached the ingest step, which stopped getting
-        anything: the offset each must be sought back to (see StalledFetches).
-
-        `positions` are the consumer's fetch positions of its assigned input partitions.
-        A partition nothing was delivered from yet is left to Faust, which seeks it to
-        the committed offset once its recovery is done.
-        """
-        expected = {
-            tp: progress.next_offsets.get(tp.topic, 0)
-            for tp in positions
-            if (progress := self._progress.get(tp.partition)) is not None
-        }
-        return self._stalled.check(
-            expected, {tp: offset for tp, offset in positions.items() if tp in expected}
-        )
-
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions leave this worker unless the assignment that follows gives them back."""
         self._revoked.update(partitions)
@@ -278,8 +224,8 @@ class Checkpoints:
     async def _take_over(self, partition: int, handle: Handler) -> PartitionProgress:
         started = time.perf_counter()
         now_s = self._clock()
-        checkpoint = self._load(partition)
-        # Faust resumes at the committed offsets. Without a checkpoint the state starts
+        checkpoint = await self._load(partition)
+        # The consumer resumes at the committed offsets. Without a checkpoint the state starts
         # empty there; with one, whatever lies between the checkpoint and those offsets
         # was taken in by the previous owner after its last save and is read back.
         committed = await self._reader.committed(
@@ -336,8 +282,8 @@ class Checkpoints:
             progress.next_offsets[tp.topic] = max(progress.next_offsets.get(tp.topic, 0), end)
         return fed
 
-    def _load(self, partition: int) -> PartitionCheckpoint | None:
-        stored = self._table.get(_key(partition))
+    async def _load(self, partition: int) -> PartitionCheckpoint | None:
+        stored = await self._reader.latest(TopicPartition(self._changelog, partition))
         if stored is None:
             return None
         try:
@@ -363,12 +309,8 @@ class Checkpoints:
         )
 
     async def _store(self, partition: int, value: bytes) -> None:
-        key = _key(partition)
-        self._table.data[key] = value
-        # The changelog partition is the input partition. Not `table[key] = value`: that
-        # needs a per-event context, and would send through the outputs' producer.
-        topic = self._table.changelog_topic.get_topic_name()
-        await self._writer.write(topic, partition, key, value)
+        # The changelog partition is the input partition.
+        await self._writer.write(self._changelog, partition, _key(partition), value)
 
 
 # A partition to save: its number, progress, and the offsets its checkpoint covers.
@@ -396,6 +338,30 @@ class LogReader:
         await consumer.start()
         try:
             return {tp: await consumer.committed(tp) for tp in tps}
+        finally:
+            await consumer.stop()
+
+    async def latest(self, tp: TopicPartition) -> bytes | None:
+        """The newest record's value in `tp`, None if it is empty.
+
+        A checkpoint changelog partition holds one key (its input partition), so its
+        last record is the newest checkpoint; compaction keeps that one.
+        """
+        consumer = self._consumer(None)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            begin = (await consumer.beginning_offsets([tp]))[tp]
+            if end <= begin:
+                return None
+            value: bytes | None = None
+            consumer.seek(tp, end - 1)
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset < end:
+                        value = record.value
+            return value
         finally:
             await consumer.stop()
 

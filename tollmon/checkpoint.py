@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -198,89 +198,3 @@ class PartitionProgress:
         self.events_since_save = 0
         self.saved_at_s = now_s
         self.save_cost_s = cost_s
-
-
-K = TypeVar("K")
-
-
-class StalledFetches(Generic[K]):
-    """Input partitions whose fetch position ran past what was delivered, and stays there.
-
-    Faust drops records fetched for a partition it is not yet serving (around a
-    rebalance): they are gone from the stream, although the fetch position is past
-    them. A later message reveals the hole and has it read back; at the tail of a
-    partition no later message comes, so the hole would keep those events from the
-    detectors and the group's commit below them for good. A partition whose position
-    stays ahead of the next offset expected while nothing is taken in across two
-    looks is stalled: the caller seeks it back to that offset.
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[K, tuple[int, int]] = {}
-
-    def check(self, expected: dict[K, int], positions: dict[K, int]) -> dict[K, int]:
-        """The partitions found stalled twice in a row, with the offset to seek back to."""
-        stalled: dict[K, int] = {}
-        seen: dict[K, tuple[int, int]] = {}
-        for key, position in positions.items():
-            want = expected.get(key, 0)
-            if position <= want:
-                continue
-            if self._seen.get(key) == (want, position):
-                stalled[key] = want
-            else:
-                seen[key] = (want, position)
-        self._seen = seen
-        return stalled
-
-
-@dataclass(frozen=True)
-class CommitLook:
-    """One input partition's commit, as the group's consumer and the ingest step see it.
-
-    `committed` is the consumer's committed offset (None before its first commit),
-    `lowest_acked` the lowest offset acknowledged but not yet committed (None if
-    none is), and `flushed` the offset before which every input went through the
-    detectors and had its outputs flushed to the producer.
-    """
-
-    committed: int | None
-    lowest_acked: int | None
-    flushed: int
-
-    def holds_back(self) -> bool:
-        """Whether input that went through lies past the commit and no acknowledgement
-        can carry the commit to it: the next offset is neither acknowledged nor taken."""
-        if self.committed is None or self.committed >= self.flushed:
-            return False
-        return self.lowest_acked is None or self.lowest_acked > self.committed + 1
-
-
-class StuckCommits(Generic[K]):
-    """Input partitions whose group commit stays below input that went through.
-
-    Faust commits the offsets its streams acknowledge. Input the ingest step read back
-    from the log (at a take-over, or for records Faust dropped around a rebalance) is
-    never acknowledged, and Faust's bookkeeping of such holes is lost when a rebalance
-    gives the partition back: the commit then waits for acknowledgements that never
-    come, for good. A partition seen holding back across two looks with the same
-    commit is stuck: the caller commits its flushed offset (always safe: everything
-    before it went through and its outputs are with the producer).
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[K, int | None] = {}
-
-    def check(self, looks: dict[K, CommitLook]) -> dict[K, int]:
-        """The partitions found stuck twice in a row, with the offset to commit."""
-        stuck: dict[K, int] = {}
-        seen: dict[K, int | None] = {}
-        for key, look in looks.items():
-            if not look.holds_back():
-                continue
-            if key in self._seen and self._seen[key] == look.committed:
-                stuck[key] = look.flushed
-            else:
-                seen[key] = look.committed
-        self._seen = seen
-        return stuck

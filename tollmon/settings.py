@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     dedup_capacity: int = Field(default=1_000_000, ge=1)
     # Detector state is checkpointed per input partition this often (processing time)
     # or after this many events of the partition, whichever comes first.
-    # A worker silent this long is out of the group and its partitions move (Faust's
+    # A worker silent this long is out of the groups and its partitions move (Faust's
     # default); a restarted worker waits out its dead predecessor's session too.
     # At least the broker's group.min.session.timeout.ms (6 s), at most the request timeout.
     session_timeout_s: float = Field(default=60.0, ge=6, le=90)
@@ -61,7 +61,13 @@ class Settings(BaseSettings):
         return tuple(self.topic(t) for t in INPUT_TOPICS)
 
     @property
-    def faust_app_id(self) -> str:
-        # The prefix is part of the app id so a replay worker's consumer group,
-        # changelogs and offsets never touch the live worker's.
+    def consumer_group(self) -> str:
+        """The input topics' consumer group; also names the checkpoint changelog."""
+        # The prefix is part of it so a replay worker's consumer groups, changelogs
+        # and offsets never touch the live worker's.
         return f"{self.topic_prefix}{self.app_id}".replace(".", "-")
+
+    @property
+    def faust_app_id(self) -> str:
+        """The Faust app (weighing agents, their table and changelog): a group apart."""
+        return f"{self.consumer_group}-weighing"

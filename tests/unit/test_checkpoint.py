@@ -15,11 +15,8 @@ from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointPolicy,
-    CommitLook,
     PartitionCheckpoint,
     PartitionProgress,
-    StalledFetches,
-    StuckCommits,
     code_fingerprint,
     decode_checkpoint,
     dumps,
@@ -272,51 +269,3 @@ def test_dedup_ids_move_with_their_partition(metrics: Metrics) -> None:
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics.create()
-
-
-def test_a_partition_fetched_past_its_delivered_offsets_is_stalled_on_the_second_look() -> None:
-    watch: StalledFetches[str] = StalledFetches()
-    # Fetched up to 120, taken in up to 100: maybe still on the way to the ingest step.
-    assert watch.check({"t0": 100}, {"t0": 120}) == {}
-    # Nothing taken in since: the records were dropped; seek back to 100.
-    assert watch.check({"t0": 100}, {"t0": 120}) == {"t0": 100}
-    # Looked at afresh after the seek.
-    assert watch.check({"t0": 100}, {"t0": 120}) == {}
-
-
-def test_a_partition_that_takes_in_events_or_is_caught_up_is_not_stalled() -> None:
-    watch: StalledFetches[str] = StalledFetches()
-    assert watch.check({"busy": 100, "done": 50}, {"busy": 120, "done": 50}) == {}
-    # "busy" keeps taking in (its records were only queued), "done" stays caught up;
-    # "new" has no progress yet: Faust starts it at offset 0.
-    assert watch.check({"busy": 110, "done": 50}, {"busy": 130, "done": 50, "new": 0}) == {}
-    assert watch.check({"busy": 130, "done": 50}, {"busy": 130, "done": 50, "new": 0}) == {}
-
-
-def test_a_commit_below_input_that_went_through_with_nothing_to_carry_it_is_stuck() -> None:
-    commits: StuckCommits[str] = StuckCommits()
-    # Read back 98..455 at a take-over: nothing acknowledged, committed 122, flushed to 509.
-    read_back = CommitLook(committed=122, lowest_acked=None, flushed=509)
-    # Acknowledged from 456 on, but 123..455 never will be.
-    hole = CommitLook(committed=122, lowest_acked=456, flushed=509)
-    assert commits.check({"a": read_back, "b": hole}) == {}
-    # Unchanged five seconds on: both are committed up to what went through.
-    assert commits.check({"a": read_back, "b": hole}) == {"a": 509, "b": 509}
-    # Looked at afresh after that.
-    assert commits.check({"a": read_back, "b": hole}) == {}
-
-
-def test_a_commit_that_acknowledgements_carry_on_or_that_moves_is_not_stuck() -> None:
-    commits: StuckCommits[str] = StuckCommits()
-    looks = {
-        # The next offset is acknowledged: Faust's next commit moves on by itself.
-        "flowing": CommitLook(committed=100, lowest_acked=101, flushed=180),
-        "next_is_acked": CommitLook(committed=100, lowest_acked=100, flushed=180),
-        # Caught up, or never committed yet (Faust then commits whatever is acknowledged).
-        "caught_up": CommitLook(committed=180, lowest_acked=None, flushed=180),
-        "never": CommitLook(committed=None, lowest_acked=None, flushed=180),
-        "moving": CommitLook(committed=100, lowest_acked=None, flushed=180),
-    }
-    assert commits.check(looks) == {}
-    looks["moving"] = CommitLook(committed=150, lowest_acked=None, flushed=200)
-    assert commits.check(looks) == {}
