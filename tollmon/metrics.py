@@ -121,7 +121,7 @@ class Metrics:
             ),
             consumer_lag_messages=gauge(
                 "tollmon_consumer_lag_messages",
-                "Messages between the partition end and the worker's committed position",
+                "Messages between the partition end and the input the worker has processed",
                 ("topic", "partition"),
             ),
             plaza_info=gauge(
