@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from tollmon.tallies import BatchHistogram, TallyCounter
 
 _APPROACH = ("plaza", "direction")
 
@@ -36,10 +38,10 @@ class Metrics:
     alerts_firing: Gauge
     alerts: Counter
     overloads_admitted: Counter
-    events: Counter
+    events: TallyCounter
     events_invalid: Counter
-    events_late: Counter
-    event_lag_seconds: Histogram
+    events_late: TallyCounter
+    event_lag_seconds: BatchHistogram
     consumer_lag_messages: Gauge
     plaza_info: Gauge
 
@@ -106,18 +108,16 @@ class Metrics:
                 "Overloaded trucks admitted at entry (OVERLOAD_ADMITTED alerts)",
                 ("plaza",),
             ),
-            events=counter("tollmon_events", "Valid input events", ("type",)),
+            # Counted once per input event: see tollmon/tallies.py.
+            events=TallyCounter("tollmon_events", "Valid input events", ("type",), reg),
             events_invalid=counter(
                 "tollmon_events_invalid", "Input messages dead-lettered", ("reason",)
             ),
-            events_late=counter(
-                "tollmon_events_late", "Events later than the allowed lateness", ("type",)
+            events_late=TallyCounter(
+                "tollmon_events_late", "Events later than the allowed lateness", ("type",), reg
             ),
-            event_lag_seconds=Histogram(
-                "tollmon_event_lag_seconds",
-                "Processing time minus event time",
-                buckets=_LAG_BUCKETS,
-                registry=reg,
+            event_lag_seconds=BatchHistogram(
+                "tollmon_event_lag_seconds", "Processing time minus event time", _LAG_BUCKETS, reg
             ),
             consumer_lag_messages=gauge(
                 "tollmon_consumer_lag_messages",

@@ -1,0 +1,66 @@
+"""The lock-free per-event metrics expose exactly what prometheus-client's own would."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from tollmon.tallies import BatchHistogram, TallyCounter
+
+BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+def _exposition(registry: CollectorRegistry) -> list[str]:
+    # prometheus-client adds `_created` samples to its own metrics; they are not ours.
+    return [
+        line for line in generate_latest(registry).decode().splitlines() if "_created" not in line
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0, max_value=7200, allow_nan=False),
+            st.sampled_from(BOUNDS),  # exactly on a bound: counted in that bucket (`le`)
+        ),
+        max_size=10_000,
+    )
+)
+def test_a_batch_histogram_exposes_what_a_histogram_observing_the_same_values_would(
+    values: list[float],
+) -> None:
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("lag_seconds", "Lag", buckets=BOUNDS, registry=theirs)
+    batched = BatchHistogram("lag_seconds", "Lag", BOUNDS, ours)
+    for value in values:
+        reference.observe(value)
+        batched.observe(value)
+    mine, expected = _exposition(ours), _exposition(theirs)
+    # The sum may differ in its last digits (numpy adds in another order).
+    assert [s for s in mine if "_sum" not in s] == [s for s in expected if "_sum" not in s]
+    summed = ours.get_sample_value("lag_seconds_sum")
+    assert summed is not None
+    assert abs(summed - sum(values)) <= 1e-9 * max(1.0, sum(values))
+
+
+def test_a_tally_counter_exposes_what_a_counter_incremented_the_same_way_would() -> None:
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Counter("events", "Valid input events", ("type",), registry=theirs)
+    tallied = TallyCounter("events", "Valid input events", ("type",), ours)
+    for kind, times in (("lane_transaction", 7), ("approach_detection", 3)):
+        for _ in range(times):
+            reference.labels(kind).inc()
+            tallied.labels(kind).inc()
+    reference.labels("weigh_measurement").inc(5)
+    tallied.labels("weigh_measurement").inc(5)
+    assert _exposition(ours) == _exposition(theirs)
+    assert ours.get_sample_value("events_total", {"type": "lane_transaction"}) == 7
+
+
+def test_a_tally_counter_refuses_the_wrong_number_of_labels() -> None:
+    tallied = TallyCounter("events", "Valid input events", ("type",), CollectorRegistry())
+    with pytest.raises(ValueError, match="takes labels"):
+        tallied.labels("a", "b")
