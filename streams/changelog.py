@@ -42,11 +42,26 @@ class ChangelogWriter(Service):
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
-    async def write(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
-        """Send one record once the outputs before it are sent; return once it is stored."""
+    async def write(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes,
+        still_wanted: Callable[[], bool] = lambda: True,
+    ) -> bool:
+        """Send one record once the outputs before it are sent; return once it is stored.
+
+        `still_wanted` is asked after the outputs are sent, right before the record
+        goes: a checkpoint whose partition was taken over meanwhile must not land
+        after (and so replace) the newer one of the take-over. False if not sent.
+        """
         producer = await self._ready_producer()
         await self._flush_outputs()
+        if not still_wanted():
+            return False
         await producer.send_and_wait(topic, value, key=key, partition=partition)
+        return True
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         async with self._starting:

@@ -202,8 +202,12 @@ class Checkpoints:
         cost_s = time.perf_counter() - started
         for (partition, progress, _), value in zip(batch, values, strict=True):
             progress.save_cost_s = cost_s
-            if self._progress.get(partition) is progress:  # not revoked or taken over meanwhile
-                await self._store(partition, value)
+
+            def current(partition: int = partition, progress: PartitionProgress = progress) -> bool:
+                # Neither revoked nor taken over again since the fork, up to the send.
+                return self._progress.get(partition) is progress and partition not in self._revoked
+
+            await self._store(partition, value, current)
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions leave this worker unless the assignment that follows gives them back."""
@@ -308,9 +312,11 @@ class Checkpoints:
             )
         )
 
-    async def _store(self, partition: int, value: bytes) -> None:
+    async def _store(
+        self, partition: int, value: bytes, current: Callable[[], bool] = lambda: True
+    ) -> None:
         # The changelog partition is the input partition.
-        await self._writer.write(self._changelog, partition, _key(partition), value)
+        await self._writer.write(self._changelog, partition, _key(partition), value, current)
 
 
 # A partition to save: its number, progress, and the offsets its checkpoint covers.
