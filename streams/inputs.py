@@ -143,6 +143,9 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
                     except KafkaError as exc:
                         # A rebalance under way; the revocation commits instead.
                         log.info("input offsets not committed (%s); retried", exc)
+            # While records are buffered, nothing above suspends: without this the loop
+            # would keep the producer's sender, the fetcher and the timers waiting.
+            await asyncio.sleep(0)
 
     @Service.timer(LAG_EVERY_S)
     async def _record_lag(self) -> None:
