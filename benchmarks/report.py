@@ -469,8 +469,8 @@ def _throughput_limit(r: BenchReport) -> str:
             f"pace — the bare consumers read the same topics {best / r.one.rate:,.0f}× faster. "
             f"Ingest and detectors alone run at {r.in_process_rate:,.0f} events/s, so "
             f"{1 - r.one.rate / r.in_process_rate:.0%} of the worker's time per event goes to "
-            "the stream machinery around them (Faust's stream and acks, aiokafka, the sends "
-            "of estimates and re-keyed weighings, metrics)."
+            "the stream machinery around them (aiokafka's fetch and commits, the sends of "
+            "estimates and re-keyed weighings through Faust, the weighing agents, metrics)."
         )
     return (
         f"At {cpu:.2f} CPU-seconds per second the worker is not CPU-bound on its own core: "
