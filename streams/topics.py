@@ -26,7 +26,6 @@ class Topics:
     message reaches the dead-letter path instead of failing inside Faust.
     """
 
-    inputs: Any  # faust.TopicT over the four input topics
     deadletter: Any
     alerts: Any
     estimates: Any
@@ -47,7 +46,6 @@ class Topics:
             )
 
         return cls(
-            inputs=raw(*settings.input_topics),
             deadletter=raw(settings.topic(DEADLETTER_TOPIC)),
             alerts=raw(settings.topic(ALERTS_TOPIC)),
             estimates=raw(settings.topic(ESTIMATES_TOPIC)),
