@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +18,6 @@ from streams.topics import Topics
 from streams.weighing_agents import source_header
 from tollmon.events import Event, WeighMeasurement
 from tollmon.ingest import DeadLetter, Ingest, Source
-from tollmon.kafka_security import KafkaSecurity
 from tollmon.pipeline import Outputs, Pipeline
 from tollmon.recorder import MetricsRecorder
 from tollmon.settings import Settings
@@ -142,8 +142,12 @@ def input_consumer(
     client: Callable[[], AIOKafkaConsumer],
     settings: Settings,
     flush_outputs: Callable[[], Awaitable[None]],
+    client_options: Mapping[str, Any],
 ) -> InputConsumer:
-    """The consumer that feeds the input topics to `ingest_batch`, fetch by fetch."""
+    """The consumer that feeds the input topics to `ingest_batch`, fetch by fetch.
+
+    `client_options` (security) are for the admin client that creates the topics.
+    """
     checkpoints = worker.checkpoints
     if checkpoints is None:
         raise ValueError("a worker's input consumer needs its detector checkpoints")
@@ -156,7 +160,7 @@ def input_consumer(
         # and the compacted checkpoint changelog, partition for partition.
         await ensure_topics(
             settings.kafka_bootstrap,
-            KafkaSecurity().kafka_python_options(),
+            client_options,
             {
                 **{topic: (settings.partitions, {}) for topic in settings.input_topics},
                 checkpoints.changelog: (settings.partitions, CHANGELOG_CONFIG),

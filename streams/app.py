@@ -37,12 +37,16 @@ def create_app(
 ) -> faust.App:
     """Build a worker app; nothing is started or connected until it runs."""
     metrics = metrics if metrics is not None else Metrics.create()
+    security = KafkaSecurity()
+    # Built once and shared (one TLS context) by the clients made here; Faust makes
+    # its own clients from `broker_credentials`.
+    client_options = security.kafka_python_options()
     app = faust.App(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # None (PLAINTEXT) unless TOLLMON_KAFKA_SECURITY_PROTOCOL asks for TLS/SASL;
         # Faust hands it to every aiokafka client it makes (consumer, producer, admin).
-        broker_credentials=KafkaSecurity().faust_credentials(),
+        broker_credentials=security.faust_credentials(),
         store="memory://",
         datadir=str(settings.data_dir),
         autodiscover=False,
@@ -79,7 +83,7 @@ def create_app(
 
     changelog = ChangelogWriter(
         settings.kafka_bootstrap,
-        KafkaSecurity().kafka_python_options(),
+        client_options,
         MAX_CHECKPOINT_BYTES,
         flush_outputs=flush_outputs,
     )
@@ -101,11 +105,7 @@ def create_app(
             ingest,
             pipeline,
             settings.input_topics,
-            LogReader(
-                settings.kafka_bootstrap,
-                settings.consumer_group,
-                KafkaSecurity().kafka_python_options(),
-            ),
+            LogReader(settings.kafka_bootstrap, settings.consumer_group, client_options),
             changelog,
             clock,
             CheckpointPolicy(settings.checkpoint_every_s, settings.checkpoint_every_events),
@@ -116,9 +116,9 @@ def create_app(
         settings.kafka_bootstrap,
         settings.consumer_group,
         settings.session_timeout_s,
-        KafkaSecurity().kafka_python_options(),
+        client_options,
     )
-    app.service(input_consumer(worker, client, settings, flush_outputs))
+    app.service(input_consumer(worker, client, settings, flush_outputs, client_options))
     register_weighing_agents(
         app,
         topics,

@@ -12,7 +12,7 @@ checkpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -30,7 +30,7 @@ class ChangelogWriter(Service):
     def __init__(
         self,
         bootstrap: str,
-        client_options: dict[str, Any],
+        client_options: Mapping[str, Any],
         max_request_bytes: int,
         flush_outputs: Callable[[], Awaitable[None]],
     ) -> None:

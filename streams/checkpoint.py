@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -333,7 +333,7 @@ def _key(partition: int) -> bytes:
 class LogReader:
     """Reads offset ranges of input partitions straight from Kafka, outside Faust's group."""
 
-    def __init__(self, bootstrap: str, group_id: str, client_options: dict[str, Any]) -> None:
+    def __init__(self, bootstrap: str, group_id: str, client_options: Mapping[str, Any]) -> None:
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._options = client_options

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from pydantic import SecretStr, ValidationError
 
+import streams.agents
+from streams.app import create_app
+from streams.inputs import InputConsumer
 from tollmon.kafka_security import KafkaSecurity
+from tollmon.network import Network
+from tollmon.settings import Settings
 
 
 def test_plaintext_by_default_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,3 +147,32 @@ def test_librdkafka_accepts_the_config_replay_produces_with(security: KafkaSecur
     # librdkafka validates every property when the client is made, before connecting.
     producer = Producer({"bootstrap.servers": "localhost:1", **security.librdkafka_config()})
     assert producer.flush(0) == 0
+
+
+def test_a_worker_builds_the_options_of_its_own_clients_once(
+    monkeypatch: pytest.MonkeyPatch, network: Network
+) -> None:
+    """One TLS context for the changelog producer, the log reader, the input consumer
+    and the admin client that creates the topics when the input consumer starts."""
+    built: list[dict[str, Any]] = []
+    build = KafkaSecurity.kafka_python_options
+
+    def counted(security: KafkaSecurity) -> dict[str, Any]:
+        built.append(build(security))
+        return built[-1]
+
+    admin_options: list[Mapping[str, Any]] = []
+
+    async def ensure_topics(_: str, options: Mapping[str, Any], __: object) -> None:
+        admin_options.append(options)
+
+    monkeypatch.setattr(KafkaSecurity, "kafka_python_options", counted)
+    monkeypatch.setattr(streams.agents, "ensure_topics", ensure_topics)
+    app = create_app(Settings(), network)
+    # Faust keeps the services it starts with the app in `_extra_services`.
+    [consumer] = [s for s in app._extra_services if isinstance(s, InputConsumer)]
+    asyncio.run(consumer._prepare())
+
+    assert len(built) == 1
+    assert admin_options == built
+    assert admin_options[0] is built[0]
