@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import msgspec
@@ -47,6 +48,10 @@ CHANGELOG_CONFIG = {
     "segment.ms": str(10 * 60 * 1000),
     "min.cleanable.dirty.ratio": "0.1",
 }
+# A take-over's reads share one consumer, which fetches ahead: once a read is done, a
+# fetch waits at its partition's end for up to this long, and the broker answers a
+# connection in order, so it holds up the next read's requests (aiokafka waits 500 ms).
+READ_WAIT_MS = 50
 
 
 class InputMessage(Protocol):
@@ -122,7 +127,8 @@ class Checkpoints:
         self, progress: PartitionProgress, message: InputMessage, first: int, handle: Handler
     ) -> None:
         tp = TopicPartition(message.topic, message.partition)
-        fed = await self._feed(progress, {tp: (first, message.offset)}, handle)
+        async with self._reader.open() as reader:
+            fed = await self._feed(reader, progress, {tp: (first, message.offset)}, handle)
         log.info(
             "%s[%d]: offsets %d..%d were not delivered; %d events read back",
             message.topic,
@@ -228,34 +234,19 @@ class Checkpoints:
     async def _take_over(self, partition: int, handle: Handler) -> PartitionProgress:
         started = time.perf_counter()
         now_s = self._clock()
-        checkpoint = await self._load(partition)
-        # The consumer resumes at the committed offsets. Without a checkpoint the state starts
-        # empty there; with one, whatever lies between the checkpoint and those offsets
-        # was taken in by the previous owner after its last save and is read back.
-        committed = await self._reader.committed(
-            [TopicPartition(topic, partition) for topic in self._inputs]
-        )
-        ranges: dict[TopicPartition, tuple[int, int]] = {}
-        if checkpoint is None:
-            progress = PartitionProgress(
-                {tp.topic: offset for tp, offset in committed.items() if offset is not None},
-                saved_at_s=now_s,
+        # One consumer reads the whole take-over. The committed offsets come first, before
+        # any fetch: the group coordinator is looked up on the connection the fetches use.
+        async with self._reader.open(committed=True) as reader:
+            # The consumer resumes at the committed offsets. Without a checkpoint the state
+            # starts empty there; with one, whatever lies between the checkpoint and those
+            # offsets was taken in by the previous owner after its last save and is read back.
+            committed = await reader.committed(
+                [TopicPartition(topic, partition) for topic in self._inputs]
             )
-        else:
-            progress = PartitionProgress.after(checkpoint.offsets, now_s)
-            self._ingest.restore_dedup_ids(partition, checkpoint.dedup_ids)
-            try:
-                restored = self._pipeline.restore(checkpoint.plazas, now_s)
-            except CheckpointError as exc:
-                log.warning("partition %d: detector state not restored: %s", partition, exc)
-                restored = []
-            self._plazas[partition] = set(restored)
-            for tp, offset in committed.items():
-                first = progress.next_offsets.get(tp.topic, 0)
-                if offset is not None and offset > first:
-                    ranges[tp] = (first, offset)
-        self._progress[partition] = progress
-        fed = await self._feed(progress, ranges, handle)
+            checkpoint = await self._load(reader, partition)
+            progress, ranges = self._restore(partition, checkpoint, committed, now_s)
+            self._progress[partition] = progress
+            fed = await self._feed(reader, progress, ranges, handle)
         progress.flushed()  # the read-back flushed message by message
         # Saved at once, so a worker killed again soon neither repeats the read-back nor
         # commits offsets past a partition that has no checkpoint at all.
@@ -269,14 +260,44 @@ class Checkpoints:
         )
         return progress
 
+    def _restore(
+        self,
+        partition: int,
+        checkpoint: PartitionCheckpoint | None,
+        committed: dict[TopicPartition, int | None],
+        now_s: float,
+    ) -> tuple[PartitionProgress, dict[TopicPartition, tuple[int, int]]]:
+        """The partition's progress from its checkpoint, and the ranges to read back."""
+        ranges: dict[TopicPartition, tuple[int, int]] = {}
+        if checkpoint is None:
+            progress = PartitionProgress(
+                {tp.topic: offset for tp, offset in committed.items() if offset is not None},
+                saved_at_s=now_s,
+            )
+            return progress, ranges
+        progress = PartitionProgress.after(checkpoint.offsets, now_s)
+        self._ingest.restore_dedup_ids(partition, checkpoint.dedup_ids)
+        try:
+            restored = self._pipeline.restore(checkpoint.plazas, now_s)
+        except CheckpointError as exc:
+            log.warning("partition %d: detector state not restored: %s", partition, exc)
+            restored = []
+        self._plazas[partition] = set(restored)
+        for tp, offset in committed.items():
+            first = progress.next_offsets.get(tp.topic, 0)
+            if offset is not None and offset > first:
+                ranges[tp] = (first, offset)
+        return progress, ranges
+
     async def _feed(
         self,
+        reader: OpenReader,
         progress: PartitionProgress,
         ranges: dict[TopicPartition, tuple[int, int]],
         handle: Handler,
     ) -> int:
         fed = 0
-        async for message in self._reader.read(ranges):
+        async for message in reader.read(ranges):
             if progress.is_redelivery(message.topic, message.offset):
                 continue
             plaza_id = await handle(message)
@@ -286,8 +307,8 @@ class Checkpoints:
             progress.next_offsets[tp.topic] = max(progress.next_offsets.get(tp.topic, 0), end)
         return fed
 
-    async def _load(self, partition: int) -> PartitionCheckpoint | None:
-        stored = await self._reader.latest(TopicPartition(self._changelog, partition))
+    async def _load(self, reader: OpenReader, partition: int) -> PartitionCheckpoint | None:
+        stored = await reader.latest(TopicPartition(self._changelog, partition))
         if stored is None:
             return None
         try:
@@ -331,21 +352,45 @@ def _key(partition: int) -> bytes:
 
 
 class LogReader:
-    """Reads offset ranges of input partitions straight from Kafka, outside Faust's group."""
+    """Opens the consumers that read the logs straight from Kafka; none of them joins a group."""
 
     def __init__(self, bootstrap: str, group_id: str, client_options: Mapping[str, Any]) -> None:
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._options = client_options
 
-    async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
-        """The group's committed offsets (read without joining the group)."""
-        consumer = self._consumer(self._group_id)
+    @asynccontextmanager
+    async def open(self, *, committed: bool = False) -> AsyncIterator[OpenReader]:
+        """One consumer for the reads within, stopped on leaving.
+
+        With `committed` it also reads the group's committed offsets: it carries the
+        group id, but is only ever assigned partitions by hand, so it never joins the
+        group, and it commits nothing.
+        """
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id if committed else None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=READ_WAIT_MS,
+            **self._options,
+        )
         await consumer.start()
         try:
-            return {tp: await consumer.committed(tp) for tp in tps}
+            yield OpenReader(consumer)
         finally:
             await consumer.stop()
+
+
+class OpenReader:
+    """The reads of one consumer; each read assigns it the partitions it reads."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offsets (read without joining the group)."""
+        return {tp: await self._consumer.committed(tp) for tp in tps}
 
     async def latest(self, tp: TopicPartition) -> bytes | None:
         """The newest record's value in `tp`, None if it is empty.
@@ -353,23 +398,19 @@ class LogReader:
         A checkpoint changelog partition holds one key (its input partition), so its
         last record is the newest checkpoint; compaction keeps that one.
         """
-        consumer = self._consumer(None)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            begin = (await consumer.beginning_offsets([tp]))[tp]
-            if end <= begin:
-                return None
-            value: bytes | None = None
-            consumer.seek(tp, end - 1)
-            while await consumer.position(tp) < end:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset < end:
-                        value = record.value
-            return value
-        finally:
-            await consumer.stop()
+        consumer = self._consumer
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        if end <= begin:
+            return None
+        value: bytes | None = None
+        consumer.seek(tp, end - 1)
+        while await consumer.position(tp) < end:
+            for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                if record.offset < end:
+                    value = record.value
+        return value
 
     async def read(
         self, ranges: dict[TopicPartition, tuple[int, int]]
@@ -378,30 +419,17 @@ class LogReader:
         wanted = {tp: bounds for tp, bounds in ranges.items() if bounds[0] < bounds[1]}
         if not wanted:
             return
-        consumer = self._consumer(None)
-        await consumer.start()
-        try:
-            consumer.assign(list(wanted))
-            for tp, (start, _) in wanted.items():
-                consumer.seek(tp, start)
-            while wanted:
-                batches = await consumer.getmany(*wanted, timeout_ms=1000)
-                for tp, records in batches.items():
-                    end = wanted[tp][1]
-                    for record in records:
-                        if record.offset < end:
-                            yield record
-                for tp in list(wanted):
-                    if await consumer.position(tp) >= wanted[tp][1]:
-                        del wanted[tp]
-        finally:
-            await consumer.stop()
-
-    def _consumer(self, group_id: str | None) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self._options,
-        )
+        consumer = self._consumer
+        consumer.assign(list(wanted))
+        for tp, (start, _) in wanted.items():
+            consumer.seek(tp, start)
+        while wanted:
+            batches = await consumer.getmany(*wanted, timeout_ms=1000)
+            for tp, records in batches.items():
+                end = wanted[tp][1]
+                for record in records:
+                    if record.offset < end:
+                        yield record
+            for tp in list(wanted):
+                if await consumer.position(tp) >= wanted[tp][1]:
+                    del wanted[tp]

@@ -1,0 +1,173 @@
+"""A take-over restores a partition's checkpoint and reads back, through one consumer,
+what the group committed past it; a later gap is read back the same way."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from streams.checkpoint import Checkpoints, InputMessage
+from tests.unit.test_ingest import make_ingest
+from tollmon.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointPolicy,
+    PartitionCheckpoint,
+    encode_checkpoint,
+)
+from tollmon.metrics import Metrics
+from tollmon.network import Network
+from tollmon.pipeline import Pipeline
+
+TX, STATUS = "tx", "status"
+PARTITION = 3
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+
+
+@dataclass
+class FakeLog:
+    """The Kafka side: a changelog record, the group's commits and the input log."""
+
+    checkpoint: bytes | None
+    committed: dict[str, int]
+    inputs: dict[str, int]  # records 0..n-1 per input topic, all of PARTITION
+    consumers: list[str] = field(default_factory=list)  # how each consumer was opened
+
+
+class FakeReader:
+    """Stands in for `LogReader`: each `open` is one consumer, with or without the group."""
+
+    def __init__(self, log: FakeLog) -> None:
+        self._log = log
+
+    @asynccontextmanager
+    async def open(self, *, committed: bool = False) -> AsyncIterator[OpenFake]:
+        self._log.consumers.append("with the group" if committed else "without a group")
+        yield OpenFake(self._log, committed)
+
+
+class OpenFake:
+    """Stands in for `OpenReader`: the reads of one consumer."""
+
+    def __init__(self, log: FakeLog, with_group: bool) -> None:
+        self._log = log
+        self._with_group = with_group
+
+    async def committed(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        assert self._with_group, "committed offsets need the group id"
+        return {tp: self._log.committed[tp.topic] for tp in tps}
+
+    async def latest(self, tp: TopicPartition) -> bytes | None:
+        assert tp == TopicPartition("changelog", PARTITION)
+        return self._log.checkpoint
+
+    async def read(
+        self, ranges: dict[TopicPartition, tuple[int, int]]
+    ) -> AsyncIterator[InputMessage]:
+        for tp, (start, end) in ranges.items():
+            for offset in range(start, min(end, self._log.inputs[tp.topic])):
+                yield Message(tp.topic, tp.partition, offset)
+
+
+class FakeWriter:
+    """Stands in for the changelog writer: keeps what is saved."""
+
+    def __init__(self) -> None:
+        self.saved: list[int] = []
+
+    async def write(
+        self, topic: str, partition: int, key: bytes, value: bytes, _: Callable[[], bool]
+    ) -> bool:
+        self.saved.append(partition)
+        return True
+
+
+def checkpoints(network: Network, log: FakeLog) -> tuple[Checkpoints, FakeWriter]:
+    writer = FakeWriter()
+    return Checkpoints(
+        "changelog",
+        make_ingest(Metrics.create()),
+        Pipeline(network),
+        [TX, STATUS],
+        FakeReader(log),  # type: ignore[arg-type]  # reads like a LogReader
+        writer,  # type: ignore[arg-type]  # writes like a ChangelogWriter
+        lambda: 1_000.0,
+        CheckpointPolicy(every_s=30.0, every_events=10_000),
+    ), writer
+
+
+def saved_at(network: Network, offsets: dict[str, int]) -> bytes:
+    return encode_checkpoint(
+        PartitionCheckpoint(
+            version=FORMAT_VERSION,
+            offsets=offsets,
+            plazas=Pipeline(network).snapshot([]),
+            dedup_ids=[],
+        )
+    )
+
+
+def admit_all(store: Checkpoints, messages: list[Message]) -> list[tuple[str, int]]:
+    """Admit each message as the ingest step does; what the detectors took in, in order."""
+    handled: list[tuple[str, int]] = []
+
+    async def handle(message: InputMessage) -> str | None:
+        handled.append((message.topic, message.offset))
+        return None
+
+    async def run() -> None:
+        for message in messages:
+            if await store.admit(message, handle):
+                store.taken(message, await handle(message))
+
+    asyncio.run(run())
+    return handled
+
+
+def test_a_take_over_reads_checkpoint_commits_and_read_back_through_one_consumer(
+    network: Network,
+) -> None:
+    # Saved after tx 4 and status 1; the previous owner then committed tx 8 and status 2.
+    log = FakeLog(saved_at(network, {TX: 4, STATUS: 1}), {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
+    store, writer = checkpoints(network, log)
+
+    handled = admit_all(store, [Message(TX, PARTITION, 8)])
+
+    assert handled == [(TX, 5), (TX, 6), (TX, 7), (TX, 8)]
+    assert log.consumers == ["with the group"]
+    assert writer.saved == [PARTITION]  # saved at once after the take-over
+
+
+def test_a_take_over_without_a_checkpoint_starts_at_the_commits_and_reads_nothing_back(
+    network: Network,
+) -> None:
+    log = FakeLog(None, {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
+    store, _ = checkpoints(network, log)
+
+    handled = admit_all(store, [Message(TX, PARTITION, 8), Message(STATUS, PARTITION, 2)])
+
+    assert handled == [(TX, 8), (STATUS, 2)]
+    assert log.consumers == ["with the group"]
+
+
+def test_offsets_never_delivered_are_read_back_by_a_consumer_outside_the_group(
+    network: Network,
+) -> None:
+    log = FakeLog(None, {TX: 8, STATUS: 2}, {TX: 20, STATUS: 3})
+    store, _ = checkpoints(network, log)
+
+    handled = admit_all(store, [Message(TX, PARTITION, 8), Message(TX, PARTITION, 11)])
+
+    assert handled == [(TX, 8), (TX, 9), (TX, 10), (TX, 11)]
+    assert log.consumers == ["with the group", "without a group"]
