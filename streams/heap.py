@@ -26,7 +26,7 @@ from mode import Service
 log = logging.getLogger(__name__)
 
 
-class HeapFreezer(Service):  # type: ignore[misc]
+class HeapFreezer(Service):
     """Collect and freeze the surviving heap at an interval; thaw when state leaves."""
 
     def __init__(self, every_s: float) -> None:
