@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.alertmanager import AlertmanagerPusher
 from streams.checkpoint import CHANGELOG_CONFIG, Checkpoints, InputMessage
 from streams.emitter import Emitter
+from streams.heap import thaw
 from streams.inputs import InputConsumer, ensure_topics
 from streams.topics import Topics
 from streams.weighing_agents import source_header
@@ -129,6 +130,8 @@ class IngestHooks:
         self._checkpoints.on_revoked(tp.partition for tp in partitions)
         for tp in partitions:
             self._worker.recorder.forget_consumer_lag(tp.topic, tp.partition)
+        # Their detector state is dropped: cycles in it are for the collector to find.
+        thaw()
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
         self._checkpoints.on_assigned(tp.partition for tp in partitions)

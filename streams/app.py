@@ -13,6 +13,7 @@ from streams.alertmanager import AlertmanagerPusher
 from streams.changelog import ChangelogWriter
 from streams.checkpoint import CHANGELOG, MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
 from streams.emitter import Emitter
+from streams.heap import HeapFreezer
 from streams.inputs import input_consumer_client
 from streams.topics import Topics
 from streams.weighing_agents import register_weighing_agents
@@ -27,6 +28,10 @@ from tollmon.recorder import MetricsRecorder
 from tollmon.settings import Settings
 from tollmon.validation import validator_for
 from tollmon.weighing_flow import PairAssessor, network_thresholds
+
+# Up to a busy batch's outputs per partition in one request; below the broker's
+# default message.max.bytes (1 MiB).
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 
 def create_app(
@@ -63,6 +68,10 @@ def create_app(
         # (table recovery reads changelogs with the app's default serializers).
         key_serializer="raw",
         value_serializer="raw",
+        # A send waits while its partition's batch is full, until the broker has taken
+        # it: with aiokafka's default of 16 KiB a busy second's outputs took a round trip
+        # per 16 KiB per partition (docs/profiling.md).
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
     topics = Topics.declare(app, settings)
     recorder = MetricsRecorder(metrics)
@@ -119,6 +128,8 @@ def create_app(
         client_options,
     )
     app.service(input_consumer(worker, client, settings, flush_outputs, client_options))
+    if settings.gc_freeze_every_s > 0:
+        app.service(HeapFreezer(settings.gc_freeze_every_s))  # type: ignore[arg-type]
     register_weighing_agents(
         app,
         topics,

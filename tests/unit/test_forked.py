@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 
 import pytest
 
-from streams.forked import SnapshotError, encode_in_child
+from streams.forked import CHILD_NICENESS, SnapshotError, encode_in_child
 
 
 def test_the_child_encodes_the_state_as_it_was_at_the_fork() -> None:
@@ -32,3 +34,14 @@ def test_a_failure_in_the_child_is_raised_in_the_parent() -> None:
 
     with pytest.raises(SnapshotError, match="unpicklable state"):
         asyncio.run(encode_in_child(broken))
+
+
+def test_the_child_runs_below_the_worker_for_the_cpu() -> None:
+    ours = os.nice(0)
+    theirs = int(asyncio.run(encode_in_child(lambda: str(os.nice(0)).encode())))
+    assert theirs == min(19, ours + CHILD_NICENESS)
+
+
+def test_the_child_does_not_collect_garbage_while_it_encodes() -> None:
+    assert asyncio.run(encode_in_child(lambda: str(gc.isenabled()).encode())) == b"False"
+    assert gc.isenabled()
