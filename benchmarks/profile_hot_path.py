@@ -35,7 +35,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from streams.agents import Worker, ingest_batch
-from streams.emitter import Emitter
+from streams.emitter import Emitter, Headers
 from tollmon.alerting import AlertBook
 from tollmon.events import encode, event_type
 from tollmon.ingest import Ingest
@@ -101,13 +101,16 @@ def recorded_traffic(network: Network, seconds: float, seed: int = 7) -> list[Ra
 
 
 class _NullTopic:
-    """A producer handle that takes every message and sends it nowhere."""
+    """A topic handle: only its name is used."""
 
-    def __init__(self) -> None:
-        self.sent = 0
+    def get_topic_name(self) -> str:
+        return "nowhere"
 
-    async def send(self, **_: Any) -> None:
-        self.sent += 1
+
+async def _publish_nowhere(
+    topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+) -> None:
+    """A producer that takes every message and sends it nowhere."""
 
 
 @dataclass
@@ -135,7 +138,7 @@ def _build_worker(network: Network, metrics: Metrics) -> Worker:
         ),
         pipeline=Pipeline(network),
         recorder=recorder,
-        emitter=Emitter(topics, recorder, AlertBook()),
+        emitter=Emitter(topics, recorder, AlertBook(), _publish_nowhere),
         pusher=None,
         clock=clock,
     )

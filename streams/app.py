@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,7 +13,7 @@ from streams.agents import Worker, input_consumer, register_agents
 from streams.alertmanager import AlertmanagerPusher
 from streams.changelog import ChangelogWriter
 from streams.checkpoint import CHANGELOG, MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
-from streams.emitter import Emitter
+from streams.emitter import Emitter, Headers
 from streams.heap import HeapFreezer
 from streams.inputs import input_consumer_client
 from streams.topics import Topics
@@ -102,7 +103,7 @@ def create_app(
         ingest=ingest,
         pipeline=pipeline,
         recorder=recorder,
-        emitter=Emitter(topics, recorder, book),
+        emitter=Emitter(topics, recorder, book, AppProducer(app)),
         pusher=(
             AlertmanagerPusher(settings.alertmanager_url, book, clock)
             if settings.alertmanager_url
@@ -144,6 +145,22 @@ def create_app(
     _publish_plaza_info(metrics, network)
     _register_metrics_page(app, metrics)
     return app
+
+
+class AppProducer:
+    """Sends by topic name through the app's producer, the one Faust flushes on commit."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._producer: Any = None
+
+    async def __call__(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> object:
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self._app.maybe_start_producer()
+        return await producer.send(topic, key, value, None, None, headers)
 
 
 def _pipeline_config(settings: Settings) -> PipelineConfig:

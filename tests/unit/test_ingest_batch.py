@@ -28,29 +28,33 @@ Sent = tuple[str, bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
 
 
 @dataclass
-class RecordingTopic:
-    """Stands in for a Faust topic: records what is sent, yielding to the loop each time."""
+class NamedTopic:
+    """Stands in for a Faust topic handle: only its name is used."""
 
     name: str
-    log: list[Sent]
 
-    async def send(
-        self,
-        *,
-        key: bytes | None = None,
-        value: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        await asyncio.sleep(0)  # a real producer hand-off may suspend
-        self.log.append((self.name, key, value, tuple(headers or ())))
+    def get_topic_name(self) -> str:
+        return self.name
 
 
 @dataclass
 class RecordingTopics:
+    """The topic handles, and a producer that records what is sent to them."""
+
     log: list[Sent] = field(default_factory=list)
 
-    def __getattr__(self, name: str) -> RecordingTopic:
-        return RecordingTopic(name, self.log)
+    def __getattr__(self, name: str) -> NamedTopic:
+        return NamedTopic(name)
+
+    async def publish(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> None:
+        await asyncio.sleep(0)  # a real producer hand-off may suspend
+        self.log.append((topic, key, value, tuple(headers or ())))
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def make_worker(network: Network) -> tuple[Worker, list[Sent]]:
         ),
         pipeline=Pipeline(network),
         recorder=recorder,
-        emitter=Emitter(topics, recorder, AlertBook()),
+        emitter=Emitter(topics, recorder, AlertBook(), topics.publish),
         pusher=None,
         clock=clock,
     )
@@ -151,7 +155,7 @@ def pass_id_of(message: Message) -> bytes:
 
 def test_concurrent_flushes_send_in_the_order_outputs_were_staged(network: Network) -> None:
     topics = RecordingTopics()
-    emitter = Emitter(topics, MetricsRecorder(Metrics.create()), AlertBook())
+    emitter = Emitter(topics, MetricsRecorder(Metrics.create()), AlertBook(), topics.publish)
 
     async def scenario() -> None:
         emitter.stage_message(topics.deadletter, b"1", b"first")
