@@ -470,7 +470,8 @@ def _throughput_limit(r: BenchReport) -> str:
             f"Ingest and detectors alone run at {r.in_process_rate:,.0f} events/s, so "
             f"{1 - r.one.rate / r.in_process_rate:.0%} of the worker's time per event goes to "
             "the stream machinery around them (aiokafka's fetch and commits, the sends of "
-            "estimates and re-keyed weighings through Faust, the weighing agents, metrics)."
+            "estimates and re-keyed weighings to the producer, the weighing agents under "
+            "Faust, metrics)."
         )
     return (
         f"At {cpu:.2f} CPU-seconds per second the worker is not CPU-bound on its own core: "
