@@ -163,6 +163,19 @@ class AppProducer:
         return await producer.send(topic, key, value, None, None, headers)
 
 
+def make_worker(app: faust.App, log_level: str) -> faust.Worker:
+    """The Faust worker that runs `app`, logging at `log_level`, without a console spinner.
+
+    At levels of WARN and above, Faust feeds a terminal spinner from a handler of every
+    log record, and sets the root logger to DEBUG for it: every debug call of Faust,
+    mode and aiokafka (one per message sent, one per request) then builds its record.
+    A service has no terminal to spin on.
+    """
+    worker = faust.Worker(app, loglevel=log_level)
+    worker.spinner = None
+    return worker
+
+
 def _pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
         idle_after_s=settings.reorder_idle_s,

@@ -32,16 +32,14 @@ err = Console(stderr=True)
 @app.command()
 def worker() -> None:
     """Run a stream worker (settings from TOLLMON_* environment variables)."""
-    from faust import Worker
-
-    from streams.app import create_app
+    from streams.app import create_app, make_worker
     from tollmon.network import load_network
     from tollmon.settings import Settings
 
     settings = Settings()
     network = load_network(settings.network_file)
     faust_app = create_app(settings, network)
-    Worker(faust_app, loglevel=settings.log_level).execute_from_commandline()
+    make_worker(faust_app, settings.log_level).execute_from_commandline()
 
 
 @app.command("check-config")
