@@ -7,8 +7,8 @@ the producer before it commits offsets, so every output of an input is on its wa
 to Kafka before that input counts as processed (at-least-once).
 
 Messages go to the producer by topic name (`Publish`), not through Faust's topic
-handles: those wrap every message in a channel message, a future and a sensor call,
-which cost more than the aiokafka send itself (docs/profiling.md).
+handles: those wrap every message in a channel message, a future and a sensor call
+on top of the aiokafka send (docs/profiling.md).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A worker holds the state of every plaza it serves: windows, trips, books, metric
 children; hundreds of thousands of objects that live for hours. Python's full
 collections scan every one of them, and with the default thresholds one ran every
-20-30 s under load and stopped the event loop for 0.16-0.58 s each time: that, not
-the detectors, set the event-to-output p99 above a few hundred plazas
+20-30 s under load and stopped the event loop for 0.16-0.58 s each time, one of the
+stalls that set the event-to-output p99 above a few hundred plazas
 (docs/profiling.md). In steady state those collections found almost no garbage.
 
 So, every `every_s` seconds, the worker collects once and then freezes what
