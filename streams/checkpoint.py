@@ -375,8 +375,8 @@ class LogReader:
             fetch_max_wait_ms=READ_WAIT_MS,
             **self._options,
         )
-        await consumer.start()
         try:
+            await consumer.start()  # a failed start leaves connections to close too
             yield OpenReader(consumer)
         finally:
             await consumer.stop()
