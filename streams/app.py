@@ -129,8 +129,8 @@ def create_app(
         client_options,
     )
     app.service(input_consumer(worker, client, settings, flush_outputs, client_options))
-    if settings.gc_freeze_every_s > 0:
-        app.service(HeapFreezer(settings.gc_freeze_every_s))  # type: ignore[arg-type]
+    if settings.gc_freeze:
+        app.service(HeapFreezer())  # type: ignore[arg-type]
     register_weighing_agents(
         app,
         topics,

@@ -50,10 +50,10 @@ class Settings(BaseSettings):
     # held back this much, which adds as much to the event-to-estimate latency; 0 for
     # lane controllers and detectors that send in order.
     feed_disorder_s: float = Field(default=0.0, ge=0)
-    # The worker collects and freezes its long-lived heap this often, so that Python's
-    # full collections stop scanning the detectors' state (streams/heap.py); 0 leaves
-    # the collector as Python sets it.
-    gc_freeze_every_s: float = Field(default=60.0, ge=0)
+    # After every full collection the worker freezes what survived, so that Python's
+    # full collections stop scanning the detectors' state (streams/heap.py); false
+    # leaves the collector as Python sets it.
+    gc_freeze: bool = True
     log_level: str = "info"
 
     def topic(self, name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import cast
 
@@ -14,7 +14,7 @@ from aiokafka import TopicPartition
 
 from streams.agents import IngestHooks, Worker
 from streams.checkpoint import Checkpoints
-from streams.heap import HeapFreezer, freeze, thaw
+from streams.heap import HeapFreezer, freeze, freeze_after_full_collections, thaw
 
 
 class Node:
@@ -68,26 +68,50 @@ def test_objects_made_after_a_freeze_are_still_scanned() -> None:
     assert scanned(Node())
 
 
-def test_the_freezer_freezes_at_its_interval() -> None:
-    async def scenario() -> int:
-        freezer = HeapFreezer(every_s=0.01)
+def run_with_freezer(body: Callable[[], None]) -> None:
+    """Run `body` while a started HeapFreezer service is in place."""
+
+    async def scenario() -> None:
+        freezer = HeapFreezer()
         await freezer.start()
         try:
-            for _ in range(500):
-                if gc.get_freeze_count():
-                    break
-                await asyncio.sleep(0.01)
+            body()
         finally:
             await freezer.stop()
-        return gc.get_freeze_count()
 
-    assert asyncio.run(scenario()) > 0
+    asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("every_s", [0.0, -1.0])
-def test_the_freezer_needs_a_positive_interval(every_s: float) -> None:
-    with pytest.raises(ValueError, match="positive"):
-        HeapFreezer(every_s)
+def test_a_running_freezer_freezes_what_a_full_collection_leaves() -> None:
+    made: list[Node] = []
+
+    def body() -> None:
+        made.append(Node())
+        assert scanned(made[0])
+        gc.collect(2)
+        assert not scanned(made[0])
+
+    run_with_freezer(body)
+
+
+def test_young_collections_do_not_freeze() -> None:
+    made: list[Node] = []
+
+    def body() -> None:
+        made.append(Node())
+        gc.collect(0)
+        gc.collect(1)
+        assert scanned(made[0])
+
+    run_with_freezer(body)
+
+
+def test_a_stopped_freezer_leaves_full_collections_alone() -> None:
+    run_with_freezer(lambda: None)
+    assert freeze_after_full_collections not in gc.callbacks
+    state = Node()
+    gc.collect(2)
+    assert scanned(state)
 
 
 def test_partitions_leaving_the_worker_thaw_the_heap() -> None:
