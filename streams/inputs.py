@@ -149,6 +149,8 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
 
     @Service.timer(LAG_EVERY_S)
     async def _record_lag(self) -> None:
+        # No lock: nothing here suspends, so a rebalance's callbacks (which change
+        # `_held` and forget revoked partitions' lag) run wholly before or after it.
         flushed = self._hooks.flushed_offsets(self._held)
         for tp in list(self._held):
             highwater = self._live.highwater(tp)

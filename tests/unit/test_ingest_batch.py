@@ -10,6 +10,7 @@ import pytest
 
 from streams.agents import Worker, ingest_batch
 from streams.emitter import Emitter
+from tests.unit.input_messages import InputRecord
 from tollmon.alerting import AlertBook
 from tollmon.events import Event, WeighMeasurement, encode
 from tollmon.ingest import Ingest
@@ -57,15 +58,6 @@ class RecordingTopics:
         self.log.append((topic, key, value, tuple(headers or ())))
 
 
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 def make_worker(network: Network) -> tuple[Worker, list[Sent]]:
     topics = RecordingTopics()
     metrics = Metrics.create()
@@ -88,23 +80,24 @@ def make_worker(network: Network) -> tuple[Worker, list[Sent]]:
     return worker, topics.log
 
 
-def messages_of(events: list[Event]) -> list[Message]:
+def messages_of(events: list[Event]) -> list[InputRecord]:
     out = [
-        Message(topic_for(e), 0, n, e.plaza_id.encode(), encode(e)) for n, e in enumerate(events)
+        InputRecord(topic_for(e), 0, n, e.plaza_id.encode(), encode(e))
+        for n, e in enumerate(events)
     ]
     # A malformed message in the middle, which must be dead-lettered, not lost.
-    out.insert(len(out) // 2, Message("toll.lane.transactions", 0, 10**6, b"x", b"{not json"))
+    out.insert(len(out) // 2, InputRecord("toll.lane.transactions", 0, 10**6, b"x", b"{not json"))
     return out
 
 
 @pytest.fixture(scope="module")
-def traffic(network: Network) -> list[Message]:
+def traffic(network: Network) -> list[InputRecord]:
     """Ten minutes at one plaza with an entry surge (estimates and alerts) and weighings."""
     profile = TrafficProfile(vehicles_per_hour=900, surges=(Surge(PLAZA, 6.0, 60, 480, "entry"),))
     return messages_of(list(generate(network, START_MS, 600, profile, seed=3, plazas=[PLAZA])))
 
 
-def run(network: Network, messages: list[Message], batch: int) -> list[Sent]:
+def run(network: Network, messages: list[InputRecord], batch: int) -> list[Sent]:
     worker, log = make_worker(network)
 
     async def drain() -> None:
@@ -129,7 +122,7 @@ def per_topic(sent: list[Sent]) -> dict[str, list[Sent]]:
 
 @pytest.mark.parametrize("batch", [7, 500], ids=["small-batches", "large-batches"])
 def test_batches_send_what_one_event_at_a_time_sends_in_the_same_order_per_topic(
-    network: Network, traffic: list[Message], batch: int
+    network: Network, traffic: list[InputRecord], batch: int
 ) -> None:
     one_by_one = per_topic(run(network, traffic, 1))
     assert set(one_by_one) == {"estimates", "alerts", "by_pass", "deadletter"}
@@ -137,7 +130,7 @@ def test_batches_send_what_one_event_at_a_time_sends_in_the_same_order_per_topic
 
 
 def test_a_batch_re_keys_weighings_and_dead_letters_bad_input_with_the_original_bytes(
-    network: Network, traffic: list[Message]
+    network: Network, traffic: list[InputRecord]
 ) -> None:
     sent = run(network, traffic, 100)
     weighings = [m for m in traffic if m.topic == "toll.weigh.measurements"]
@@ -148,7 +141,7 @@ def test_a_batch_re_keys_weighings_and_dead_letters_bad_input_with_the_original_
     assert dict(headers)["tollmon.reason"] == b"not_json"
 
 
-def pass_id_of(message: Message) -> bytes:
+def pass_id_of(message: InputRecord) -> bytes:
     assert message.value is not None
     return msgspec.json.decode(message.value, type=WeighMeasurement).pass_id.encode()
 

@@ -7,7 +7,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import pytest
 from aiokafka import TopicPartition
@@ -16,6 +15,7 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError
 import streams.inputs
 from streams.checkpoint import InputMessage
 from streams.inputs import InputConsumer
+from tests.unit.input_messages import InputRecord
 
 pytestmark = pytest.mark.timeout(10)  # a broken hand-over shows as a hang
 
@@ -23,17 +23,8 @@ TX0, TX1, STATUS0 = TopicPartition("tx", 0), TopicPartition("tx", 1), TopicParti
 Fetch = dict[TopicPartition, list[InputMessage]]
 
 
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-    value: bytes | None = None
-
-
 def records(tp: TopicPartition, *offsets: int) -> list[InputMessage]:
-    return [Record(tp.topic, tp.partition, offset) for offset in offsets]
+    return [InputRecord(tp.topic, tp.partition, offset) for offset in offsets]
 
 
 class FakeKafka:

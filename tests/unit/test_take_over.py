@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from streams.checkpoint import Checkpoints, InputMessage
+from tests.unit.input_messages import InputRecord
 from tests.unit.test_ingest import make_ingest
 from tollmon.checkpoint import (
     FORMAT_VERSION,
@@ -24,15 +25,6 @@ from tollmon.pipeline import Pipeline
 
 TX, STATUS = "tx", "status"
 PARTITION = 3
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-    value: bytes | None = None
 
 
 @dataclass
@@ -77,7 +69,7 @@ class OpenFake:
     ) -> AsyncIterator[InputMessage]:
         for tp, (start, end) in ranges.items():
             for offset in range(start, min(end, self._log.inputs[tp.topic])):
-                yield Message(tp.topic, tp.partition, offset)
+                yield InputRecord(tp.topic, tp.partition, offset)
 
 
 class FakeWriter:
@@ -118,7 +110,7 @@ def saved_at(network: Network, offsets: dict[str, int]) -> bytes:
     )
 
 
-def admit_all(store: Checkpoints, messages: list[Message]) -> list[tuple[str, int]]:
+def admit_all(store: Checkpoints, messages: list[InputRecord]) -> list[tuple[str, int]]:
     """Admit each message as the ingest step does; what the detectors took in, in order."""
     handled: list[tuple[str, int]] = []
 
@@ -142,7 +134,7 @@ def test_a_take_over_reads_checkpoint_commits_and_read_back_through_one_consumer
     log = FakeLog(saved_at(network, {TX: 4, STATUS: 1}), {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
     store, writer = checkpoints(network, log)
 
-    handled = admit_all(store, [Message(TX, PARTITION, 8)])
+    handled = admit_all(store, [InputRecord(TX, PARTITION, 8)])
 
     assert handled == [(TX, 5), (TX, 6), (TX, 7), (TX, 8)]
     assert log.consumers == ["with the group"]
@@ -155,7 +147,7 @@ def test_a_take_over_without_a_checkpoint_starts_at_the_commits_and_reads_nothin
     log = FakeLog(None, {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
     store, _ = checkpoints(network, log)
 
-    handled = admit_all(store, [Message(TX, PARTITION, 8), Message(STATUS, PARTITION, 2)])
+    handled = admit_all(store, [InputRecord(TX, PARTITION, 8), InputRecord(STATUS, PARTITION, 2)])
 
     assert handled == [(TX, 8), (STATUS, 2)]
     assert log.consumers == ["with the group"]
@@ -167,7 +159,7 @@ def test_offsets_never_delivered_are_read_back_by_a_consumer_outside_the_group(
     log = FakeLog(None, {TX: 8, STATUS: 2}, {TX: 20, STATUS: 3})
     store, _ = checkpoints(network, log)
 
-    handled = admit_all(store, [Message(TX, PARTITION, 8), Message(TX, PARTITION, 11)])
+    handled = admit_all(store, [InputRecord(TX, PARTITION, 8), InputRecord(TX, PARTITION, 11)])
 
     assert handled == [(TX, 8), (TX, 9), (TX, 10), (TX, 11)]
     assert log.consumers == ["with the group", "without a group"]
