@@ -228,10 +228,10 @@ def render(r: BenchReport) -> str:
         "## Throughput: draining a backlog, side by side",
         "",
         f"{r.backlog_events:,} events ({r.backlog_plazas:,} plazas × "
-        f"{r.backlog_seconds:.0f} s of event time, a minute mark of the scale-bias fit in its "
-        "middle), read by each consumer in turn from the same topics in the same run. The "
-        "worker's rate depends on the number of plazas (the fit grows with the scales), so it "
-        "holds for this backlog's plazas only.",
+        f"{r.backlog_seconds:.0f} s of event time, as many minute marks of the scale-bias fit "
+        "as whole minutes), read by each consumer in turn from the same topics in the same "
+        "run. The worker's rate depends on the number of plazas (the fit grows with the "
+        "scales), so it holds for this backlog's plazas only.",
         "",
         "| consumer | events/s | worker / this |",
         "|---|---|---|",
