@@ -31,6 +31,7 @@ from tollmon.checkpoint import (
     PartitionProgress,
     decode_checkpoint,
     encode_checkpoint,
+    newest_ids_within,
 )
 from tollmon.ingest import Ingest
 from tollmon.pipeline import Pipeline
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 CHANGELOG = "detector_checkpoints-changelog"
 # A partition's checkpoint holds all its plazas and dedup ids in one message.
 MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
+# Room in a checkpoint message for all but the plazas' state and the dedup ids: the
+# offsets, msgpack's framing, and the record's key and overhead in the produce request.
+CHECKPOINT_HEADROOM_BYTES = 64 * 1024
 CHANGELOG_CONFIG = {
     "max.message.bytes": str(MAX_CHECKPOINT_BYTES),
     # Only the newest checkpoint of a partition matters: small segments let compaction
@@ -86,6 +90,7 @@ class Checkpoints:
         writer: ChangelogWriter,
         clock: Callable[[], float],
         policy: CheckpointPolicy,
+        max_bytes: int = MAX_CHECKPOINT_BYTES,
     ) -> None:
         self._changelog = changelog  # partition n holds input partition n's checkpoints
         self._ingest = ingest
@@ -95,6 +100,7 @@ class Checkpoints:
         self._writer = writer
         self._clock = clock
         self._policy = policy
+        self._max_bytes = max_bytes
         self._progress: dict[int, PartitionProgress] = {}
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
@@ -190,14 +196,16 @@ class Checkpoints:
         self._saving = asyncio.ensure_future(self._save_forked(batch))
         self._saving.add_done_callback(self._saved)
 
-    def _saved(self, _: asyncio.Future[None]) -> None:
+    def _saved(self, done: asyncio.Future[None]) -> None:
         self._saving = None
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            log.warning("checkpoint round failed: %r", exc)
 
     async def _save_forked(self, batch: list[_Due]) -> None:
         started = time.perf_counter()
 
         def encode_all() -> bytes:
-            return _encode_round([self._encode(p, offsets) for p, _, offsets in batch])
+            return _encode_round([self._encode_or_refuse(p, offsets) for p, _, offsets in batch])
 
         try:
             values = _decode_round(await encode_in_child(encode_all))
@@ -206,8 +214,12 @@ class Checkpoints:
             return
         # The child's time still takes a core: the policy keeps it to its share.
         cost_s = time.perf_counter() - started
-        for (partition, progress, _), value in zip(batch, values, strict=True):
+        for (partition, progress, _), saved in zip(batch, values, strict=True):
             progress.save_cost_s = cost_s
+            if saved.refused:
+                log.warning("checkpoint not saved: %s", saved.refused)
+                continue
+            value = saved.value
 
             def current(partition: int = partition, progress: PartitionProgress = progress) -> bool:
                 # Neither revoked nor taken over again since the fork, up to the send.
@@ -320,16 +332,41 @@ class Checkpoints:
     async def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
         """Save at once, encoded on the event loop (a take-over, whose save must not be late)."""
         started = time.perf_counter()
-        await self._store(partition, self._encode(partition, progress.covered()))
+        encoded = self._encode_or_refuse(partition, progress.covered())
+        if encoded.refused:
+            log.warning("checkpoint not saved: %s", encoded.refused)
+        else:
+            await self._store(partition, encoded.value)
         progress.saved(now_s, cost_s=time.perf_counter() - started)
 
+    def _encode_or_refuse(self, partition: int, offsets: dict[str, int]) -> _Encoded:
+        """`_encode`, or why not: a partition too large must not stop others' saves."""
+        try:
+            return _Encoded(self._encode(partition, offsets))
+        except CheckpointError as exc:
+            return _Encoded(b"", str(exc))
+
     def _encode(self, partition: int, offsets: dict[str, int]) -> bytes:
+        """The partition's checkpoint, within the changelog's message limit.
+
+        The plazas' state goes whole; the dedup ids fill what room is left, newest first
+        (`newest_ids_within`). Plazas whose state alone is over the limit cannot be saved:
+        spread them over more input partitions.
+        """
+        plazas = self._pipeline.snapshot(self._plazas.get(partition, ()))
+        room = self._max_bytes - CHECKPOINT_HEADROOM_BYTES - len(plazas)
+        if room < 0:
+            raise CheckpointError(
+                f"partition {partition}: its plazas' state alone is {len(plazas):,} bytes,"
+                f" over the changelog's limit of {self._max_bytes:,}; give the input topics"
+                " more partitions"
+            )
         return encode_checkpoint(
             PartitionCheckpoint(
                 version=FORMAT_VERSION,
                 offsets=offsets,
-                plazas=self._pipeline.snapshot(self._plazas.get(partition, ())),
-                dedup_ids=self._ingest.dedup_ids(partition),
+                plazas=plazas,
+                dedup_ids=newest_ids_within(self._ingest.dedup_ids(partition), room),
             )
         )
 
@@ -342,9 +379,18 @@ class Checkpoints:
 
 # A partition to save: its number, progress, and the offsets its checkpoint covers.
 _Due = tuple[int, PartitionProgress, dict[str, int]]
+
+
+class _Encoded(msgspec.Struct, array_like=True, frozen=True):
+    """One partition's checkpoint from a save round's child, or why it has none."""
+
+    value: bytes
+    refused: str = ""
+
+
 # The checkpoints of one save round, as the forked child hands them over.
 _encode_round = msgspec.msgpack.Encoder().encode
-_decode_round = msgspec.msgpack.Decoder(list[bytes]).decode
+_decode_round = msgspec.msgpack.Decoder(list[_Encoded]).decode
 
 
 def _key(partition: int) -> bytes:

@@ -124,6 +124,24 @@ def encode_checkpoint(checkpoint: PartitionCheckpoint) -> bytes:
     return _encode(checkpoint)
 
 
+def newest_ids_within(ids: list[str], budget_bytes: int) -> list[str]:
+    """The newest of `ids` (oldest first) whose encoding in a checkpoint fits `budget_bytes`.
+
+    A busy partition remembers a million ids, more than a Kafka message takes along with
+    its plazas' state; a checkpoint then carries the newest ones, and a worker that takes
+    it over catches duplicates of those only. Each id is counted at its UTF-8 length plus
+    the most msgpack adds to a string of up to 64 KiB (3 bytes).
+    """
+    room = budget_bytes - 5  # the list's own header
+    kept = 0
+    for event_id in reversed(ids):
+        room -= len(event_id.encode()) + 3
+        if room < 0:
+            break
+        kept += 1
+    return ids[len(ids) - kept :]
+
+
 def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
     """Raises CheckpointError for bytes that are not a checkpoint of this version."""
     try:

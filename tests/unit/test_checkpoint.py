@@ -7,6 +7,7 @@ import pickle
 import zlib
 from collections import Counter
 
+import msgspec
 import pytest
 
 from tests.unit.test_ingest import SOURCE, make_ingest
@@ -22,6 +23,7 @@ from tollmon.checkpoint import (
     dumps,
     encode_checkpoint,
     loads,
+    newest_ids_within,
 )
 from tollmon.events import Event, LaneTransaction
 from tollmon.ingest import DeadLetter, Source
@@ -269,3 +271,20 @@ def test_dedup_ids_move_with_their_partition(metrics: Metrics) -> None:
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics.create()
+
+
+@pytest.mark.parametrize("budget", [0, 3, 40, 100, 10_000])
+def test_the_newest_ids_are_kept_within_the_budget(budget: int) -> None:
+    ids = [f"tx-{n}-é" for n in range(500)]  # non-ASCII: counted in bytes, not characters
+    kept = newest_ids_within(ids, budget)
+
+    assert kept == ids[len(ids) - len(kept) :]  # the newest, still oldest first
+    assert len(msgspec.msgpack.encode(kept)) <= max(budget, 1)
+    # and no fewer than the budget holds at 3 bytes of overhead per id
+    longest = max(len(i.encode()) for i in ids)
+    assert len(kept) >= min(len(ids), max(0, budget - 5) // (longest + 3))
+
+
+def test_ids_that_fit_are_all_kept() -> None:
+    ids = [f"d{n}" for n in range(1_000)]
+    assert newest_ids_within(ids, len(msgspec.msgpack.encode(ids)) + 3 * len(ids)) == ids

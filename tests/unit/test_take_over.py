@@ -8,15 +8,22 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import pytest
 from aiokafka import TopicPartition
 
-from streams.checkpoint import Checkpoints, InputMessage
+from streams.checkpoint import (
+    CHECKPOINT_HEADROOM_BYTES,
+    MAX_CHECKPOINT_BYTES,
+    Checkpoints,
+    InputMessage,
+)
 from tests.unit.input_messages import InputRecord
 from tests.unit.test_ingest import make_ingest
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointPolicy,
     PartitionCheckpoint,
+    decode_checkpoint,
     encode_checkpoint,
 )
 from tollmon.metrics import Metrics
@@ -77,15 +84,19 @@ class FakeWriter:
 
     def __init__(self) -> None:
         self.saved: list[int] = []
+        self.values: list[bytes] = []
 
     async def write(
         self, topic: str, partition: int, key: bytes, value: bytes, _: Callable[[], bool]
     ) -> bool:
         self.saved.append(partition)
+        self.values.append(value)
         return True
 
 
-def checkpoints(network: Network, log: FakeLog) -> tuple[Checkpoints, FakeWriter]:
+def checkpoints(
+    network: Network, log: FakeLog, max_bytes: int = MAX_CHECKPOINT_BYTES
+) -> tuple[Checkpoints, FakeWriter]:
     writer = FakeWriter()
     return Checkpoints(
         "changelog",
@@ -96,16 +107,17 @@ def checkpoints(network: Network, log: FakeLog) -> tuple[Checkpoints, FakeWriter
         writer,  # type: ignore[arg-type]  # writes like a ChangelogWriter
         lambda: 1_000.0,
         CheckpointPolicy(every_s=30.0, every_events=10_000),
+        max_bytes,
     ), writer
 
 
-def saved_at(network: Network, offsets: dict[str, int]) -> bytes:
+def saved_at(network: Network, offsets: dict[str, int], dedup_ids: list[str] = []) -> bytes:  # noqa: B006
     return encode_checkpoint(
         PartitionCheckpoint(
             version=FORMAT_VERSION,
             offsets=offsets,
             plazas=Pipeline(network).snapshot([]),
-            dedup_ids=[],
+            dedup_ids=dedup_ids,
         )
     )
 
@@ -163,3 +175,33 @@ def test_offsets_never_delivered_are_read_back_by_a_consumer_outside_the_group(
 
     assert handled == [(TX, 8), (TX, 9), (TX, 10), (TX, 11)]
     assert log.consumers == ["with the group", "without a group"]
+
+
+def test_a_dedup_memory_over_the_message_limit_is_saved_newest_first(network: Network) -> None:
+    remembered = [f"tx-{n:05d}" for n in range(5_000)]  # 9 bytes each, 45 kB in all
+    log = FakeLog(
+        saved_at(network, {TX: 8, STATUS: 2}, remembered), {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3}
+    )
+    limit = CHECKPOINT_HEADROOM_BYTES + 20_000
+    store, writer = checkpoints(network, log, max_bytes=limit)
+
+    admit_all(store, [InputRecord(TX, PARTITION, 9)])
+
+    [saved] = writer.values
+    assert len(saved) <= limit - CHECKPOINT_HEADROOM_BYTES
+    kept = decode_checkpoint(saved).dedup_ids
+    assert 1_000 < len(kept) < len(remembered)
+    assert kept == remembered[len(remembered) - len(kept) :]
+
+
+def test_a_partition_whose_plazas_alone_are_over_the_limit_is_not_saved_and_still_served(
+    network: Network, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = FakeLog(saved_at(network, {TX: 8, STATUS: 2}), {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3})
+    store, writer = checkpoints(network, log, max_bytes=CHECKPOINT_HEADROOM_BYTES + 4)
+
+    handled = admit_all(store, [InputRecord(TX, PARTITION, 9)])
+
+    assert handled == [(TX, 9)]
+    assert writer.saved == []
+    assert "more partitions" in caplog.text
