@@ -133,7 +133,13 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         replace(demand, paired_exit_share=0.0),
         seed=1,
     )
-    no_fit = drain(bootstrap, unpaired, args.backlog_plazas, 1, workdir)
+    # Prefilled too, so that it is timed as the first drain is (no producer alongside).
+    unpaired_prefix = f"benchunpaired{uuid.uuid4().hex[:6]}."
+    kafka_io.create_topics(bootstrap, unpaired_prefix)
+    kafka_io.produce(unpaired, bootstrap, unpaired_prefix, paced=False)
+    no_fit = drain(
+        bootstrap, unpaired, args.backlog_plazas, 1, workdir, prefilled_prefix=unpaired_prefix
+    )
     log(f"one worker, no pairs, drains at {no_fit.rate:,.0f} events/s")
     two = None
     if not args.no_two_workers:
