@@ -127,9 +127,10 @@ def encode_checkpoint(checkpoint: PartitionCheckpoint) -> bytes:
 def newest_ids_within(ids: list[str], budget_bytes: int) -> list[str]:
     """The newest of `ids` (oldest first) whose encoding in a checkpoint fits `budget_bytes`.
 
-    A busy partition remembers a million ids, more than a Kafka message takes along with
-    its plazas' state; a checkpoint then carries the newest ones, and a worker that takes
-    it over catches duplicates of those only. Each id is counted at its UTF-8 length plus
+    A busy partition remembers hundreds of thousands of ids, at up to 64 characters each:
+    more than a Kafka message takes along with its plazas' state. A checkpoint then
+    carries the newest ones, and a worker that takes it over catches duplicates of those
+    only. Each id is counted at its UTF-8 length plus
     the most msgpack adds to a string of up to 64 KiB (3 bytes).
     """
     room = budget_bytes - 5  # the list's own header
