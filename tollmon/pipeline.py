@@ -117,6 +117,10 @@ class Pipeline:
             if plaza.id in approaches
         }
         self._plazas = {pid: PlazaState(spec, self.config) for pid, spec in self._specs.items()}
+        # Plazas that weigh trucks at entry: elsewhere no weighing can ever join an admission.
+        self._weighs_entries = frozenset(
+            site.plaza_id for site in network.scale_sites if site.direction == "entry"
+        )
         default = Thresholds()
         if network.defaults.thresholds is not None:
             default = default.overridden_by(network.defaults.thresholds)
@@ -240,9 +244,12 @@ class Pipeline:
     def _join_overload(
         self, plaza: PlazaState, event: WeighMeasurement | LaneTransaction, out: Outputs
     ) -> None:
-        # Cars are never weighed: holding their admissions would only fill memory.
+        # Cars are never weighed, and nor is anything at a plaza without an entry scale:
+        # holding their admissions would only fill memory.
         if isinstance(event, LaneTransaction) and (
-            event.direction != "entry" or event.vehicle_class[0] == "K"
+            event.direction != "entry"
+            or event.vehicle_class[0] == "K"
+            or event.plaza_id not in self._weighs_entries
         ):
             return
         if isinstance(event, WeighMeasurement) and event.station != "entry":

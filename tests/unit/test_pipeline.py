@@ -7,12 +7,15 @@ import random
 from collections import defaultdict
 
 import pytest
+import yaml
 
 from detectors.ordering import EventTimeMerger
 from detectors.queue import ApproachEstimator
+from tests.unit.conftest import SAMPLE_NETWORK_FILE
+from tollmon import checkpoint
 from tollmon.events import ApproachDetection, Event, LaneTransaction, event_type
-from tollmon.network import Network
-from tollmon.pipeline import Outputs, Pipeline, PipelineConfig
+from tollmon.network import Network, parse_network
+from tollmon.pipeline import Outputs, Pipeline, PipelineConfig, PlazaState
 from tollmon.simulate import TrafficProfile, generate
 from tollmon.wiring import approach_configs
 
@@ -154,3 +157,34 @@ def test_estimates_equal_estimators_advanced_on_every_event_even_with_late_event
     assert {e.direction for batch in expected for e in batch} == {"entry", "exit"}
     # Event by event: the same estimates, at the same moment.
     assert got == expected
+
+
+def test_truck_admissions_wait_for_a_weighing_only_where_an_entry_scale_weighs() -> None:
+    data = yaml.safe_load(SAMPLE_NETWORK_FILE.read_text(encoding="utf-8"))
+    entries = {p["id"]: p["directions"]["entry"] for p in data["plazas"]}
+    entries["URC-E02"]["scales"] = []
+    network = parse_network(data, "test")
+    pipeline = Pipeline(network, PipelineConfig(max_hold_s=600.0))
+    for n in range(50):
+        for plaza_id in ("URC-E01", "URC-E02"):
+            truck = LaneTransaction(
+                event_id=f"{plaza_id}-{n}",
+                ts=T0_MS + n * 1000,
+                plaza_id=plaza_id,
+                lane_id=entries[plaza_id]["lanes"][0]["id"],
+                direction="entry",
+                payment="ETC",
+                result="OK",
+                vehicle_class="H3",
+                axles=3,
+                pass_id=f"P{plaza_id}{n}",
+                plate_hash=f"h{plaza_id}{n}",
+            )
+            pipeline.process(truck, now_s=0.0)
+    pipeline.finish()
+
+    held = checkpoint.loads(pipeline.snapshot(["URC-E01", "URC-E02"]), PlazaState)
+    # Each truck admitted at a weighing plaza may still meet its entry weighing ...
+    assert len(held["URC-E01"].pending_overload) == 50
+    # ... but no weighing can come where the entry has no scale: nothing is held for one.
+    assert held["URC-E02"].pending_overload == {}
