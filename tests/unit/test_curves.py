@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import tracemalloc
+from bisect import bisect_right
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detectors.curves import CumulativeCurve
+
+DAY_MS = 86_400_000
 
 
 def test_counts_are_read_at_any_time_and_times_of_any_count() -> None:
@@ -34,8 +40,8 @@ def test_points_older_than_the_horizon_are_forgotten_but_still_counted() -> None
 
 
 def test_two_hours_of_a_busy_approach_take_bounded_memory() -> None:
-    # Four points a second for two hours with a one-hour horizon: the curve keeps at most
-    # an hour of points, and stores each (time, count) in 16 bytes plus list slack.
+    # Four units a second for two hours with a one-hour horizon: the curve keeps at most
+    # an hour of units, and stores each in 4 bytes plus slack.
     tracemalloc.start()
     try:
         curve = CumulativeCurve(horizon_s=3600)
@@ -47,4 +53,71 @@ def test_two_hours_of_a_busy_approach_take_bounded_memory() -> None:
         tracemalloc.stop()
     assert len(curve) <= 4 * 3600 + 1
     # Storage is compacted once an eighth of it is forgotten.
-    assert allocated < (4 * 3600) * 16 * 1.3
+    assert allocated < (4 * 3600) * 4 * 1.3
+
+
+def test_a_batch_counts_each_of_its_units() -> None:
+    curve = CumulativeCurve(horizon_s=3600)
+    curve.add(1_000, count=3)
+    curve.add(2_000)
+    assert curve.total == 4
+    assert [curve.time_of(k) for k in (1, 3, 4)] == [1_000, 1_000, 2_000]
+    assert curve.count_at(1_500) == 3
+
+
+def test_a_curve_fed_for_weeks_keeps_exact_times() -> None:
+    # Times are 32-bit offsets from an origin, which moves when they would overflow.
+    curve = CumulativeCurve(horizon_s=3600)
+    start = 1_795_000_000_000
+    for k in range(60 * 24):  # a unit every 30 min for 30 days
+        ts = start + k * DAY_MS // 48
+        curve.add(ts)
+        curve.prune(ts)
+    assert curve.total == 1440
+    assert curve.last_time() == ts
+    assert curve.time_of(1440) == ts
+    assert curve.count_at(ts - 1) == 1439
+
+
+def test_a_feed_silent_for_a_month_starts_a_fresh_curve_with_its_count() -> None:
+    curve = CumulativeCurve(horizon_s=3600)
+    curve.add(1_000, count=5)
+    curve.add(1_000 + 40 * DAY_MS)
+    assert curve.total == 6
+    assert curve.count_at(1_000 + 40 * DAY_MS) == 6
+    assert curve.time_of(6) == 1_000 + 40 * DAY_MS
+
+
+steps = st.lists(
+    st.tuples(st.integers(-2_000, 30_000), st.integers(1, 4), st.booleans()), max_size=400
+)
+
+
+@given(steps)
+def test_the_curve_answers_like_a_list_of_every_units_time(
+    ops: list[tuple[int, int, bool]],
+) -> None:
+    """Reference: every unit's time in a list; pruning forgets those older than the horizon."""
+    curve = CumulativeCurve(horizon_s=20)
+    times: list[int] = []
+    forgotten = 0
+    now = 1_795_000_000_000
+    for step, count, prune in ops:
+        now += step
+        ts = max(now, times[-1]) if times else now  # a late unit is kept at the last time
+        curve.add(now, count)
+        times += [ts] * count
+        if prune:
+            curve.prune(now)
+            keep_from = bisect_right(times, now - 20_000 - 1, hi=len(times) - 1)
+            forgotten += keep_from
+            del times[:keep_from]
+        oldest = times[0] if times else None
+        for probe in (now - 25_000, now - 10_000, now, now + 1):
+            expected = forgotten + bisect_right(times, probe) if times else forgotten
+            assert curve.count_at(probe) == expected
+        for index in (1, forgotten + 1, forgotten + len(times), forgotten + len(times) + 1):
+            kept = index - forgotten - 1
+            expected_time = times[max(kept, 0)] if index <= forgotten + len(times) else None
+            assert curve.time_of(index) == expected_time, (index, oldest)
+        assert len(curve) == len(times)
