@@ -22,7 +22,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks import fit_cost, kafka_io
+from benchmarks import fit_cost, kafka_io, state_growth
 from benchmarks.in_process import in_process_rate
 from benchmarks.report import BenchReport, machine_info, render
 from benchmarks.synthetic import Demand, generate_load, write_network
@@ -46,6 +46,12 @@ def main() -> None:
         "--rss-plazas", type=int, default=10_000, help="memory probe at this many plazas; 0: none"
     )
     parser.add_argument("--rss-seconds", type=float, default=2.0, help="event time of its load")
+    parser.add_argument(
+        "--hour-plazas",
+        type=int,
+        default=100,
+        help="plazas of the drains that measure an hour's state (0: none)",
+    )
     parser.add_argument("--search-steps", type=int, default=3, help="live trials after 50/80 %%")
     parser.add_argument(
         "--fit-plazas",
@@ -70,7 +76,7 @@ def main() -> None:
     if args.quick:
         args.backlog_plazas, args.backlog_seconds = 200, 120.0
         args.live_seconds, args.search_steps = 90.0, 0
-        args.rss_plazas, args.fit_plazas = 0, [50, 100, 200]
+        args.rss_plazas, args.fit_plazas, args.hour_plazas = 0, [50, 100, 200], 0
 
     started = time.time()
     with scratch_dir() as tmp:
@@ -159,6 +165,15 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         probe = drain(bootstrap, probe_load, args.rss_plazas, 1, workdir)
         log(f"{args.rss_plazas} plazas: peak RSS {probe.peak_rss_bytes[0] / 2**20:,.0f} MiB")
 
+    growth = None
+    if args.hour_plazas:
+        growth = state_growth.measure(bootstrap, args.hour_plazas, span_start, workdir)
+        log(
+            f"an hour of traffic adds {growth.per_plaza_bytes / 1024:,.0f} KiB per plaza "
+            f"(peak RSS {growth.short.peak_rss_bytes[0] / 2**20:,.0f} -> "
+            f"{growth.long.peak_rss_bytes[0] / 2**20:,.0f} MiB at {growth.plazas} plazas)"
+        )
+
     search = RatingSearch(args, workdir, generation_rate, one.rate / demand.events_per_s)
     search.run()
     return BenchReport(
@@ -172,6 +187,7 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
         in_process_rate=in_process,
         fits=fits,
         rss_probe=probe,
+        state_growth=growth,
         produce_rate=produce_rate,
         bare=bare,
         one=one,

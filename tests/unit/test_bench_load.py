@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import msgspec
 import numpy as np
@@ -13,6 +14,7 @@ from benchmarks.fit_cost import FitCost
 from benchmarks.kafka_io import ConsumeRate
 from benchmarks.latency import Percentiles, closing_times
 from benchmarks.report import BenchReport, render
+from benchmarks.state_growth import StateGrowth
 from benchmarks.synthetic import (
     TOPIC_DETECTIONS,
     TOPIC_TRANSACTIONS,
@@ -220,6 +222,13 @@ def test_saved_numbers_render_the_same_report_again() -> None:
         rating_open=False,
         wall_minutes=5.0,
         quick=True,
+        state_growth=StateGrowth(
+            plazas=100,
+            short_s=120.0,
+            long_s=3_900.0,
+            short=replace(drained, plazas=100, peak_rss_bytes=[200 << 20]),
+            long=replace(drained, plazas=100, peak_rss_bytes=[300 << 20]),
+        ),
     )
 
     saved = json.loads(json.dumps(report.as_json(), allow_nan=False))
@@ -228,6 +237,9 @@ def test_saved_numbers_render_the_same_report_again() -> None:
     assert again.at80.latency.p99 == np.inf
     assert render(again) == render(report)
     assert "| plaza rating, one worker process | **150** plazas" in render(report)
+    # An hour adds (300 - 200) MiB over 100 plazas; 150 plazas of it on the rated trial's 100.
+    assert "adds per plaza (drains of 100 plazas) | 1,024 KiB |" in render(report)
+    assert "after an hour of service (projected) | 250 MiB | < 2 GiB | met |" in render(report)
 
 
 @pytest.mark.parametrize(
