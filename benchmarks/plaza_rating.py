@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument(
         "--hour-plazas",
         type=int,
-        default=100,
-        help="plazas of the drains that measure an hour's state (0: none)",
+        default=20,
+        help="plazas fed an hour of traffic in-process to measure their state (0: none)",
     )
     parser.add_argument("--search-steps", type=int, default=3, help="live trials after 50/80 %%")
     parser.add_argument(
@@ -167,11 +167,10 @@ def run(args: argparse.Namespace, workdir: Path) -> BenchReport:
 
     growth = None
     if args.hour_plazas:
-        growth = state_growth.measure(bootstrap, args.hour_plazas, span_start, workdir)
+        growth = state_growth.measure(args.hour_plazas, span_start)
         log(
-            f"an hour of traffic adds {growth.per_plaza_bytes / 1024:,.0f} KiB per plaza "
-            f"(peak RSS {growth.short.peak_rss_bytes[0] / 2**20:,.0f} -> "
-            f"{growth.long.peak_rss_bytes[0] / 2**20:,.0f} MiB at {growth.plazas} plazas)"
+            f"an hour of traffic leaves {growth.per_plaza_bytes / 1024:,.0f} KiB of state "
+            f"per plaza; {growth.open_trips_per_plaza_hour:,.0f} open trips per plaza-hour"
         )
 
     search = RatingSearch(args, workdir, generation_rate, one.rate / demand.events_per_s)

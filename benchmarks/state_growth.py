@@ -1,50 +1,93 @@
-"""What an hour of traffic adds to a worker's memory, per plaza.
+"""What an hour of traffic leaves in a worker's memory, per plaza.
 
 The detectors keep up to an hour of event time (the queue curves; plates for half an
-hour, overload joins for a quarter). The live trials last 90 s, so their peak RSS holds
-little of that state, and a worker that passes them may still outgrow its memory an hour
-into service. This drains two backlogs of the same plazas in replay mode, a short one
-and one over an hour long, and compares the workers' peak RSS. Detector horizons count
-event time, so the long drain ends with the state of an hour of service.
+hour, overload joins for a quarter) and open trips for up to 72 h. The live trials last
+90 s, so their peak RSS holds little of that state, and a worker that passes them may
+still outgrow its memory an hour into service.
 
-Both workers remember only a few event ids for deduplication: that memory has a fixed
-size whatever the plazas (`TOLLMON_DEDUP_CAPACITY`), and the live trials at the rating
-already fill it, so it would otherwise be counted twice.
+This feeds `plazas` standard plazas' traffic, over an hour of event time, through the
+worker's own code in this process (validation, the detectors, trip pairing) and counts
+the Python memory still allocated at the end with `tracemalloc`: the state, without
+transient buffers. The dedup memory is left out: it has a fixed size whatever the
+plazas (`TOLLMON_DEDUP_CAPACITY`), and the live trials at the rating already fill it.
+A worker pairs trips in a Faust table rather than in `TripBook`; the open-trip count is
+the same.
+
+Measured in-process rather than as a worker's RSS: a worker draining a backlog also
+grows by its fetch buffers and allocator slack, in proportion to the events drained
+rather than to the plazas (drains of 10 and of 100 plazas over an hour grew by 54 and
+330 MiB), which would swamp the state.
 """
 
 from __future__ import annotations
 
+import gc
+import tempfile
+import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.synthetic import generate_load
-from benchmarks.trials import DrainResult, drain
+from benchmarks.synthetic import TOPICS, generate_load, write_network
+from tollmon.events import WeighMeasurement
+from tollmon.ingest import DeadLetter, Ingest, Source
+from tollmon.metrics import Metrics
+from tollmon.network import load_network
+from tollmon.pipeline import Pipeline
+from tollmon.validation import validator_for
+from tollmon.weighing_flow import InProcessWeighing
 
-SHORT_S = 120.0
-LONG_S = 3_900.0  # the curves' hour, and some
-_SMALL_DEDUP = {"TOLLMON_DEDUP_CAPACITY": "1000"}
+SECONDS = 3_900.0  # the curves' hour, and some
+_HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)
 class StateGrowth:
     plazas: int
-    short_s: float
-    long_s: float
-    short: DrainResult
-    long: DrainResult
+    seconds: float  # event time fed
+    events: int
+    state_bytes: int  # Python memory still allocated after feeding, beyond before it
+    open_trips: int  # unpaired entry and exit weighings still waiting at the end
 
     @property
     def per_plaza_bytes(self) -> float:
-        """Peak RSS an hour of traffic adds per plaza, beyond the short drain's."""
-        grown = self.long.peak_rss_bytes[0] - self.short.peak_rss_bytes[0]
-        return max(grown, 0) / self.plazas
+        return self.state_bytes / self.plazas
+
+    @property
+    def open_trips_per_plaza_hour(self) -> float:
+        return self.open_trips / self.plazas / (self.seconds / 3600)
 
 
-def measure(bootstrap: str, plazas: int, end_ms: int, workdir: Path) -> StateGrowth:
-    """Drain `SHORT_S` and then `LONG_S` of event time ending at `end_ms`, `plazas` plazas."""
-    runs = []
-    for seconds in (SHORT_S, LONG_S):
-        load = generate_load(plazas, end_ms - int(seconds * 1000), seconds, seed=3)
-        runs.append(drain(bootstrap, load, plazas, 1, workdir, settings=_SMALL_DEDUP))
-        del load
-    return StateGrowth(plazas, SHORT_S, LONG_S, runs[0], runs[1])
+def measure(plazas: int, end_ms: int, seconds: float = SECONDS) -> StateGrowth:
+    """Feed `seconds` of event time ending at `end_ms` for `plazas` plazas; count what stays."""
+    load = generate_load(plazas, end_ms - int(seconds * 1000), seconds, seed=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        network = load_network(write_network(plazas, Path(tmp) / "network.json"))
+    ingest = Ingest(
+        validator_for(network, 72 * _HOUR_MS, "replay"),
+        Metrics.create(),
+        time.time,
+        time_mode="replay",
+        dedup_capacity=1,
+    )
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        pipeline = Pipeline(network)
+        weighing = InProcessWeighing(network)
+        for offset, (value, key, topic) in enumerate(
+            zip(load.values, load.keys, load.topic, strict=True)
+        ):
+            event = ingest.accept(value, Source(TOPICS[topic], 0, offset, key))
+            if isinstance(event, DeadLetter):
+                raise RuntimeError(f"the benchmark load has an invalid event: {event.detail}")
+            pipeline.process(event, time.time())
+            if isinstance(event, WeighMeasurement):
+                weighing.on_pairing(weighing.book.add(event))
+        del event, value, key
+        gc.collect()
+        state = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return StateGrowth(plazas, seconds, len(load), state, len(weighing.book.open_entries))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +100,6 @@ def drain(
     workers: int,
     workdir: Path,
     prefilled_prefix: str | None = None,
-    settings: Mapping[str, str] | None = None,
 ) -> DrainResult:
     """Time `workers` replay-mode workers through the whole load.
 
@@ -118,9 +116,7 @@ def drain(
     procs: list[Worker] = []
     try:
         for port in WORKER_PORTS[:workers]:
-            procs.append(
-                start_worker(bootstrap, prefix, network, workdir, port, "replay", settings=settings)
-            )
+            procs.append(start_worker(bootstrap, prefix, network, workdir, port, "replay"))
         if prefilled_prefix is None:
             _wait_for_members(bootstrap, group, workers)
             kafka_io.produce(load, bootstrap, prefix, paced=False)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +77,8 @@ def start_worker(
     port: int,
     time_mode: str,
     timeout_s: float = 180.0,
-    settings: Mapping[str, str] | None = None,
 ) -> Worker:
-    """Start a worker on `prefix` (its own consumer group); wait until it serves /metrics.
-
-    `settings`: further `TOLLMON_*` environment variables for this worker.
-    """
+    """Start a worker on `prefix` (its own consumer group); wait until it serves /metrics."""
     directory.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -96,7 +91,6 @@ def start_worker(
         # Benchmark plazas must not reach the shared Alertmanager.
         "TOLLMON_ALERTMANAGER_URL": "",
         "TOLLMON_LOG_LEVEL": "warning",
-        **(settings or {}),
     }
     log_path = directory / f"worker-{port}.log"
     with log_path.open("wb") as log:

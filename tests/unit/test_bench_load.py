@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import replace
 
 import msgspec
 import numpy as np
@@ -223,11 +222,7 @@ def test_saved_numbers_render_the_same_report_again() -> None:
         wall_minutes=5.0,
         quick=True,
         state_growth=StateGrowth(
-            plazas=100,
-            short_s=120.0,
-            long_s=3_900.0,
-            short=replace(drained, plazas=100, peak_rss_bytes=[200 << 20]),
-            long=replace(drained, plazas=100, peak_rss_bytes=[300 << 20]),
+            plazas=100, seconds=3_600.0, events=1_800_000, state_bytes=100 << 20, open_trips=40_000
         ),
     )
 
@@ -237,8 +232,9 @@ def test_saved_numbers_render_the_same_report_again() -> None:
     assert again.at80.latency.p99 == np.inf
     assert render(again) == render(report)
     assert "| plaza rating, one worker process | **150** plazas" in render(report)
-    # An hour adds (300 - 200) MiB over 100 plazas; 150 plazas of it on the rated trial's 100.
-    assert "adds per plaza (drains of 100 plazas) | 1,024 KiB |" in render(report)
+    # An hour leaves 100 MiB over 100 plazas; 150 plazas of it on the rated trial's 100.
+    assert "per plaza (100 plazas in-process) | 1,024 KiB |" in render(report)
+    assert "400 per plaza-hour" in render(report)
     assert "after an hour of service (projected) | 250 MiB | < 2 GiB | met |" in render(report)
 
 
