@@ -12,19 +12,19 @@ import msgspec
 
 from detectors.scale_bias import ScaleBiasEstimator
 from detectors.scales import ScaleBiasEstimate
-from detectors.weighing import WeighingRecord, WeighPair, expired_record, pair_weighing
+from detectors.weighing import WeighPair, expired_record, pair_weighing
 from streams.emitter import Emitter
 from streams.forked import SnapshotError, encode_in_child
+from streams.open_trips import OpenTrips, open_trips_table
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
 from tollmon.recorder import MetricsRecorder
-from tollmon.weighing_flow import ExpiryQueue, PairAssessor, SourceWatermark, unmatched_outcomes
+from tollmon.weighing_flow import PairAssessor, SourceWatermark, unmatched_outcomes
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _weighing = msgspec.json.Decoder(WeighMeasurement)
-_record = msgspec.json.Decoder(WeighingRecord)
 _pair = msgspec.json.Decoder(WeighPair)
 
 # Header of a re-keyed weighing naming the input partition it came from.
@@ -54,47 +54,28 @@ def register_weighing_agents(
     idle_after_s: float,
     clock: Callable[[], float],
 ) -> None:
-    """Open trips live in `open_trips` (changelog-backed: a restarted worker recovers them)."""
-    open_trips = app.Table(
-        "open_trips",
-        default=None,
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-    )
-    expiry = ExpiryQueue()
+    """Open trips live in `open_trips` (streams/open_trips.py): on disk, changelogged, so a
+    restarted worker recovers them, deadlines included."""
+    trips = OpenTrips(open_trips_table(app, partitions))
     watermark = SourceWatermark(idle_after_s)
 
     async def pair_trips(stream: Any) -> None:
         async for record in stream.events():
             measurement = _weighing.decode(record.value)
-            key, partition = record.message.key, record.message.partition
-            stored = open_trips.get(key)
-            entry = _record.decode(stored) if stored is not None else None
-            new_entry, output = pair_weighing(entry, measurement, horizon_ms)
+            pass_id, partition = measurement.pass_id, record.message.partition
+            stored = trips.get(pass_id)
+            new_entry, output = pair_weighing(stored, measurement, horizon_ms)
             if new_entry is not None:
-                open_trips[key] = _encode(new_entry)
-                expiry.opened(partition, measurement.pass_id, new_entry)
+                trips.put(pass_id, new_entry, replaces=stored)
             elif stored is not None:
-                del open_trips[key]
+                trips.remove(pass_id, stored)
             reached = watermark.observe(_source(record.message), measurement.ts, clock())
-            for pass_id, opened_ts in expiry.due(partition, reached, horizon_ms):
-                expire(pass_id.encode(), opened_ts)
-            for exit_plaza, outcome in unmatched_outcomes(output.unmatched):
+            expired = trips.expire(partition, reached, horizon_ms)
+            unmatched = output.unmatched + tuple(expired_record(p, r) for p, r in expired)
+            for exit_plaza, outcome in unmatched_outcomes(unmatched):
                 recorder.weight_pair(exit_plaza, outcome)
             if output.pair is not None:
-                await topics.pairs.send(key=key, value=_encode(output.pair))
-
-    def expire(key: bytes, opened_ts: int) -> None:
-        stored = open_trips.get(key)
-        if stored is None:
-            return
-        record = _record.decode(stored)
-        # The record may have paired or been re-weighed since it was queued.
-        if record.ts == opened_ts:
-            del open_trips[key]
-            for exit_plaza, outcome in unmatched_outcomes((expired_record(key.decode(), record),)):
-                recorder.weight_pair(exit_plaza, outcome)
+                await topics.pairs.send(key=record.message.key, value=_encode(output.pair))
 
     async def assess_pairs(stream: Any) -> None:
         async for value in stream:

@@ -7,7 +7,6 @@ in one place (a single-partition topic in the stream, in-process in backtest).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -18,11 +17,9 @@ from detectors.weighing import (
     PairingOutput,
     TripBook,
     UnmatchedWeighing,
-    WeighingRecord,
     WeighingThresholds,
     WeighPair,
     assess_pair,
-    wait_limit_ms,
 )
 from tollmon.network import Network
 from tollmon.thresholds import Thresholds
@@ -140,32 +137,6 @@ class InProcessWeighing:
             out.alerts += assessed.alerts
             out.outcomes += assessed.outcomes
             out.biases = assessed.biases
-        return out
-
-
-class ExpiryQueue:
-    """Open records by partition and station, oldest first, so expiry never scans the table.
-
-    Records are expired from the partition of the event being processed, so that the
-    table's changelog records each delete in the key's own partition.
-    """
-
-    def __init__(self) -> None:
-        self._queues: dict[tuple[int, str], deque[tuple[int, str]]] = {}
-
-    def opened(self, partition: int, pass_id: str, record: WeighingRecord) -> None:
-        key = (partition, record.station)
-        self._queues.setdefault(key, deque()).append((record.ts, pass_id))
-
-    def due(self, partition: int, watermark_ts: int, horizon_ms: int) -> list[tuple[str, int]]:
-        """(pass_id, ts) of the records in `partition` that waited too long."""
-        out: list[tuple[str, int]] = []
-        for station in ("entry", "exit"):
-            queue = self._queues.get((partition, station))
-            limit_ms = wait_limit_ms(station, horizon_ms)
-            while queue and watermark_ts - queue[0][0] > limit_ms:
-                ts, pass_id = queue.popleft()
-                out.append((pass_id, ts))
         return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
@@ -221,3 +222,13 @@ def prometheus_value(stack: Stack, query: str) -> float | None:
     response = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
     result = response.json()["data"]["result"]
     return float(result[0]["value"][1]) if result else None
+
+
+def network_with_unpaired_horizon(directory: Path, horizon_s: float) -> Path:
+    """The sample network, with trips left unpaired expiring after `horizon_s`."""
+    data = yaml.safe_load((REPO / "config" / "network.yaml").read_text(encoding="utf-8"))
+    defaults = data.setdefault("defaults", {})
+    defaults["thresholds"] = {**(defaults.get("thresholds") or {}), "unpaired_horizon_s": horizon_s}
+    path = directory / "network.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path

@@ -15,10 +15,16 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import yaml
 from kafka import KafkaProducer
 
-from tests.integration.conftest import REPO, Stack, WorkerProcess, launch_worker, wait_until
+from tests.integration.conftest import (
+    REPO,
+    Stack,
+    WorkerProcess,
+    launch_worker,
+    network_with_unpaired_horizon,
+    wait_until,
+)
 from tests.integration.test_queues_through_kafka import send
 from tollmon.events import Event, LaneTransaction, WeighMeasurement
 from tollmon.grafana import DASHBOARD_DIR, load_dashboards
@@ -68,16 +74,6 @@ def instant(stack: Stack, expr: str) -> list[dict[str, Any]]:
     body = response.json()
     assert body["status"] == "success", f"{expr}: {body}"
     return list(body["data"]["result"])
-
-
-def network_with_short_horizon(directory: Path) -> Path:
-    data = yaml.safe_load((REPO / "config" / "network.yaml").read_text(encoding="utf-8"))
-    thresholds = data.setdefault("defaults", {}).get("thresholds") or {}
-    thresholds["unpaired_horizon_s"] = UNPAIRED_HORIZON_S
-    data["defaults"]["thresholds"] = thresholds
-    path = directory / "network.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def traffic(network_file: Path) -> list[Event]:
@@ -144,7 +140,7 @@ def send_garbage(stack: Stack, prefix: str, n: int) -> None:
 @pytest.fixture(scope="module")
 def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     directory = tmp_path_factory.mktemp("dashboards")
-    network_file = network_with_short_horizon(directory)
+    network_file = network_with_unpaired_horizon(directory, UNPAIRED_HORIZON_S)
     worker = launch_worker(stack, directory, TOLLMON_NETWORK_FILE=str(network_file))
     try:
         events = traffic(network_file)

@@ -8,6 +8,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -18,6 +19,7 @@ from tests.integration.conftest import (
     WORKER_PORTS,
     Stack,
     WorkerProcess,
+    network_with_unpaired_horizon,
     prometheus_value,
     read_topic,
     wait_for_stable_group,
@@ -142,3 +144,41 @@ def test_open_trips_survive_a_killed_worker(
     wait_until(lambda: paired([restarted]) == n_trips, 120, f"{n_trips} trips paired")
     unmatched = restarted.total("tollmon_weight_pairs_total", outcome="unmatched")
     assert unmatched == 0
+
+
+def test_trips_restored_on_another_worker_still_expire(
+    stack: Stack, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Trucks that never reach an exit scale count as unmatched once the horizon passes,
+    also after their open trips moved to a worker that restored them from the changelog."""
+    horizon_s = 600
+    network = {"TOLLMON_NETWORK_FILE": str(network_with_unpaired_horizon(tmp_path, horizon_s))}
+    worker = start_worker(**network)
+    events = trips(1500, TripProfile(trips_per_hour=2400, travel_min_s=4000), seed=8)
+    first_ms = events[0].ts
+    early = [e for e in events if e.ts < first_ms + 300_000]
+    # Entries only (the first exits come 4,000 s after their entries), late enough to
+    # carry every source's event time past the early trips' horizon.
+    late = [
+        e for e in events if first_ms + (300 + horizon_s + 60) * 1000 <= e.ts < first_ms + 1_500_000
+    ]
+    n_early = len({e.pass_id for e in early if isinstance(e, WeighMeasurement)})
+    assert n_early > 20
+    assert not any(isinstance(e, WeighMeasurement) and e.station == "exit" for e in late)
+    send(stack, worker.prefix, early)
+    wait_until(
+        lambda: worker.total("tollmon_events_total") >= len(early), 90, "early entries consumed"
+    )
+    time.sleep(6)  # let the changelog and the offsets be committed
+    worker.stop(signal.SIGKILL)
+
+    # Another data directory: the open trips come back from the changelog alone.
+    restarted = start_worker(prefix=worker.prefix, port=WORKER_PORTS[1], **network)
+    send(stack, worker.prefix, late)
+
+    def unmatched() -> float:
+        return restarted.total("tollmon_weight_pairs_total", outcome="unmatched")
+
+    wait_until(lambda: unmatched() >= n_early, 120, f"{n_early} early trips expired", unmatched)
+    time.sleep(3)
+    assert unmatched() == n_early  # the late trips are still within the horizon

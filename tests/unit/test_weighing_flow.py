@@ -6,12 +6,11 @@ from collections import Counter
 
 import pytest
 
-from detectors.weighing import WeighingRecord
 from tollmon.events import Event, WeighMeasurement
 from tollmon.network import Network
 from tollmon.pipeline import Pipeline
 from tollmon.trips import TripProfile, generate_trips
-from tollmon.weighing_flow import BIAS_EVERY_MS, ExpiryQueue, InProcessWeighing, SourceWatermark
+from tollmon.weighing_flow import BIAS_EVERY_MS, InProcessWeighing, SourceWatermark
 
 T0_MS = 1_764_300_000_000
 
@@ -62,35 +61,6 @@ def test_admitted_overloads_raise_an_alert_each(network: Network) -> None:
     events = list(generate_trips(network, T0_MS, 3600, profile, seed=4))
     alerts, _, _ = run(network, events)
     assert alerts["OVERLOAD_ADMITTED"] >= 20
-
-
-def record(station: str, ts: int) -> WeighingRecord:
-    return WeighingRecord(
-        scale_id="S",
-        plaza_id="P",
-        gross_kg=20_000,
-        axles=3,
-        ts=ts,
-        station=station,  # type: ignore[arg-type]  # tests pass valid literals
-    )
-
-
-def test_the_expiry_queue_hands_back_old_records_per_partition() -> None:
-    queue = ExpiryQueue()
-    queue.opened(0, "a", record("entry", 0))
-    queue.opened(1, "b", record("entry", 0))
-    queue.opened(0, "c", record("entry", 5_000))
-    assert queue.due(0, watermark_ts=4_000, horizon_ms=3_000) == [("a", 0)]
-    assert queue.due(0, watermark_ts=4_000, horizon_ms=3_000) == []
-    assert queue.due(1, watermark_ts=10_000, horizon_ms=3_000) == [("b", 0)]
-
-
-def test_an_orphan_exit_waits_less_than_an_entry() -> None:
-    queue = ExpiryQueue()
-    queue.opened(0, "entry", record("entry", 0))
-    queue.opened(0, "exit", record("exit", 0))
-    three_hours = 3 * 3_600_000
-    assert queue.due(0, watermark_ts=three_hours, horizon_ms=72 * 3_600_000) == [("exit", 0)]
 
 
 def test_the_assessor_says_beforehand_which_pairs_refresh_the_bias_fit(network: Network) -> None:

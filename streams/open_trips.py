@@ -1,0 +1,99 @@
+"""Open trips on disk: a changelogged Faust table in RocksDB, indexed by deadline.
+
+A trip stays open until its other end is weighed, for up to the unpaired horizon
+(72 h by default). Trucks that never reach a weighing exit pile up over that horizon:
+at the benchmark's load, 810 per standard plaza and hour, several GB at a few thousand
+plazas, which a table in memory cannot hold. RocksDB keeps them on disk, with a small
+write buffer and block cache of its own per partition, and Faust's changelog still
+restores them on another worker. The deadlines are kept in the same table
+(tollmon/trip_keys.py), so expiry reads only what is due, and a restored store
+expires its trips on time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import msgspec
+
+from detectors.weighing import WeighingRecord, wait_limit_ms
+from tollmon.trip_keys import deadline_key, due_deadlines, record_key
+
+_encode = msgspec.json.Encoder().encode
+_record = msgspec.json.Decoder(WeighingRecord)
+
+MIB = 1024 * 1024
+# Per input partition's store. RocksDB's defaults (64 MiB write buffers, three of
+# them, and a 2 GiB block cache) are sized for a database that owns its machine.
+ROCKSDB_OPTIONS = {
+    "driver": "rocksdict",
+    "write_buffer_size": 8 * MIB,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 16 * MIB,
+    "target_file_size_base": 16 * MIB,
+}
+
+
+def open_trips_table(app: faust.App, partitions: int) -> Any:
+    """The `open_trips` table: bytes keys and values, in RocksDB, changelogged."""
+    return app.Table(
+        "open_trips",
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        # Not "rocksdb://": Faust reads a URL without a path as no store given (memory).
+        store="rocksdb:open_trips",
+        # A copy: Faust's store takes its own keys (the driver) out of the mapping.
+        options=dict(ROCKSDB_OPTIONS),
+    )
+
+
+class OpenTrips:
+    """Open weighing records by pass id, in the partition of the event being processed.
+
+    Every write and delete goes through the table (and its changelog) while an event of
+    the partition is current, as Faust requires of a table co-partitioned with its stream.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, pass_id: str) -> WeighingRecord | None:
+        stored = self._table.get(record_key(pass_id))
+        return _record.decode(stored) if stored is not None else None
+
+    def put(self, pass_id: str, record: WeighingRecord, replaces: WeighingRecord | None) -> None:
+        if replaces is not None:
+            self._drop_deadline(pass_id, replaces)
+        self._table[record_key(pass_id)] = _encode(record)
+        self._table[deadline_key(record.station, record.ts, pass_id)] = b""
+
+    def remove(self, pass_id: str, record: WeighingRecord) -> None:
+        del self._table[record_key(pass_id)]
+        self._drop_deadline(pass_id, record)
+
+    def expire(
+        self, partition: int, watermark_ts: int, horizon_ms: int
+    ) -> list[tuple[str, WeighingRecord]]:
+        """Remove and return the records of `partition` that waited too long."""
+        expired: list[tuple[str, WeighingRecord]] = []
+        for station in ("entry", "exit"):
+            before_ts = watermark_ts - wait_limit_ms(station, horizon_ms)
+            for pass_id, ts in due_deadlines(self._cursor(partition), station, before_ts):
+                del self._table[deadline_key(station, ts, pass_id)]
+                record = self.get(pass_id)
+                if record is not None and record.ts == ts and record.station == station:
+                    del self._table[record_key(pass_id)]
+                    expired.append((pass_id, record))
+        return expired
+
+    def _drop_deadline(self, pass_id: str, record: WeighingRecord) -> None:
+        del self._table[deadline_key(record.station, record.ts, pass_id)]
+
+    def _cursor(self, partition: int) -> Any:
+        # Faust's table API has no ordered range read, so the partition's RocksDB is read
+        # directly (its writes go straight there; there is no cache in between).
+        db = self._table.data._db_for_partition(partition)
+        return db.iter()

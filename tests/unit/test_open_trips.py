@@ -1,0 +1,168 @@
+"""Open trips on disk: expiry reads the deadline index in order, and the index follows the
+records it points at (a paired or re-weighed trip leaves no stale deadline behind)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faust
+import faust.stores.rocksdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rocksdict import Options, Rdict
+
+from detectors.weighing import ORPHAN_EXIT_WAIT_MS, WeighingRecord
+from streams.open_trips import ROCKSDB_OPTIONS, OpenTrips, open_trips_table
+from tollmon.trip_keys import deadline_key, due_deadlines
+
+HOUR_MS = 3_600_000
+HORIZON_MS = 72 * HOUR_MS
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Rdict]:
+    options = Options(raw_mode=True)  # as Faust's RocksDB store opens it
+    options.create_if_missing(True)
+    opened = Rdict(str(tmp_path / "trips"), options=options)
+    yield opened
+    opened.close()
+
+
+class RdictTable:
+    """The part of a Faust table on the RocksDB store that OpenTrips uses, over one partition."""
+
+    def __init__(self, db: Rdict) -> None:
+        self._db = db
+        self.data = self
+
+    def _db_for_partition(self, partition: int) -> Rdict:
+        assert partition == 0
+        return self._db
+
+    def get(self, key: bytes) -> Any:
+        return self._db.get(key)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._db.put(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        self._db.delete(key)
+
+
+def record(station: str, ts: int) -> WeighingRecord:
+    return WeighingRecord(
+        scale_id="S",
+        plaza_id="P",
+        gross_kg=20_000,
+        axles=3,
+        ts=ts,
+        station=station,  # type: ignore[arg-type]  # tests pass valid literals
+    )
+
+
+deadlines = st.lists(
+    st.tuples(
+        st.sampled_from(["entry", "exit"]),
+        st.integers(0, 2**40),
+        st.text(st.characters(codec="utf-8"), min_size=1, max_size=64),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(deadlines, st.integers(0, 2**40 + 1))
+def test_a_station_reads_its_due_deadlines_oldest_first(
+    tmp_path_factory: pytest.TempPathFactory, entries: list[tuple[str, int, str]], before: int
+) -> None:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    db = Rdict(str(tmp_path_factory.mktemp("trips")), options=options)
+    try:
+        for station, ts, pass_id in entries:
+            db.put(deadline_key(station, ts, pass_id), b"")
+        db.put(b"r" + b"\xff" * 9, b"a record, not a deadline")
+        for station in ("entry", "exit"):
+            expected = sorted(
+                {(ts, p.encode()) for s, ts, p in entries if s == station and ts < before}
+            )
+            due = due_deadlines(db.iter(), station, before)
+            assert due == [(p.decode(), ts) for ts, p in expected]
+    finally:
+        db.close()
+
+
+def test_an_open_entry_expires_after_the_horizon(db: Rdict) -> None:
+    trips = OpenTrips(RdictTable(db))
+    trips.put("A", record("entry", 1_000), replaces=None)
+    assert trips.expire(0, 1_000 + HORIZON_MS, HORIZON_MS) == []
+    assert trips.expire(0, 1_001 + HORIZON_MS, HORIZON_MS) == [("A", record("entry", 1_000))]
+    assert trips.get("A") is None
+    assert list(db.keys()) == []
+
+
+def test_an_orphan_exit_waits_less_than_an_entry(db: Rdict) -> None:
+    trips = OpenTrips(RdictTable(db))
+    trips.put("entry", record("entry", 0), replaces=None)
+    trips.put("exit", record("exit", 0), replaces=None)
+    assert trips.expire(0, ORPHAN_EXIT_WAIT_MS + 1, HORIZON_MS) == [("exit", record("exit", 0))]
+    assert trips.get("entry") == record("entry", 0)
+
+
+def test_a_paired_trip_leaves_nothing_in_the_store(db: Rdict) -> None:
+    trips = OpenTrips(RdictTable(db))
+    trips.put("A", record("entry", 0), replaces=None)
+    trips.remove("A", record("entry", 0))
+    assert list(db.keys()) == []
+
+
+def test_a_reweighed_entry_waits_from_its_new_weighing(db: Rdict) -> None:
+    trips = OpenTrips(RdictTable(db))
+    trips.put("A", record("entry", 0), replaces=None)
+    trips.put("A", record("entry", HOUR_MS), replaces=record("entry", 0))
+    assert trips.expire(0, HORIZON_MS + 1, HORIZON_MS) == []
+    due = trips.expire(0, HOUR_MS + HORIZON_MS + 1, HORIZON_MS)
+    assert due == [("A", record("entry", HOUR_MS))]
+    assert list(db.keys()) == []
+
+
+def test_expiry_reads_no_further_than_what_is_due(db: Rdict) -> None:
+    """A store of many open trips costs expiry only the due ones, not a scan."""
+    trips = OpenTrips(RdictTable(db))
+    for i in range(1_000):
+        trips.put(f"P{i:04d}", record("entry", i * 1_000), replaces=None)
+    read: list[bytes] = []
+
+    class CountingCursor:
+        def __init__(self) -> None:
+            self._it = db.iter()
+
+        def seek(self, key: bytes) -> None:
+            self._it.seek(key)
+
+        def valid(self) -> bool:
+            return bool(self._it.valid())
+
+        def key(self) -> bytes:
+            key: bytes = self._it.key()
+            read.append(key)
+            return key
+
+        def next(self) -> None:
+            self._it.next()
+
+    due = due_deadlines(CountingCursor(), "entry", 5_000)
+    assert [p for p, _ in due] == ["P0000", "P0001", "P0002", "P0003", "P0004"]
+    assert len(read) == 6  # the five due, and the first one not due
+
+
+def test_the_worker_keeps_open_trips_in_rocksdb_under_its_data_dir(tmp_path: Path) -> None:
+    app = faust.App("t", broker="kafka://localhost:9092", store="memory://", datadir=tmp_path)
+    store = open_trips_table(app, partitions=4).data
+    assert isinstance(store, faust.stores.rocksdb.Store)
+    assert store.use_rocksdict
+    assert store.partition_path(3).is_relative_to(tmp_path)
+    assert store.rocksdb_options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
