@@ -582,16 +582,17 @@ def _hour_text(r: BenchReport) -> list[str]:
         return []
     return [
         f"An hour of service: {g.plazas:,} plazas' traffic over {g.seconds / 60:.0f} minutes "
-        f"of event time ({g.events:,} events) went through validation, the detectors and "
-        "trip pairing in one process (`benchmarks/state_growth.py`), and "
+        f"of event time ({g.events:,} events) went through validation and the detectors "
+        "in one process (`benchmarks/state_growth.py`), and "
         f"**{g.per_plaza_bytes / 1024:,.0f} KiB per plaza** of Python memory was still "
         "allocated at the end (`tracemalloc`; the dedup memory left out). The projection "
         "for the rating adds that per plaza to the peak RSS of the live trial at the "
         "rating, which already holds 90 s of state and the full dedup memory; it leaves "
         "out the allocator's slack, so RSS in service runs higher (the soak in "
-        "docs/operations.md). Open trips do not stop at the hour: "
+        "docs/operations.md). Open trips are not in it: "
         f"{g.open_trips_per_plaza_hour:,.0f} per plaza-hour of this load's trucks stayed "
-        "unpaired (half its exit weighings carry an entry's pass id), and they are kept "
-        "for up to 72 h in the pairing table, in memory.",
+        "unpaired (half its exit weighings carry an entry's pass id), kept for up to 72 h "
+        "in the pairing table, which a worker keeps on disk (RocksDB, with at most "
+        "32 MiB of write buffers and block cache per partition).",
         "",
     ]
