@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
+
+from detectors.series import TimedSeries
 
 # Utilisation measured at 1 means a lane never idled in the window: the queue behind it is
 # unobservable from departures alone, so the P-K formula is evaluated at this cap instead of ∞.
@@ -43,22 +44,19 @@ class LaneServiceWindow:
     """Departures of one lane over a sliding event-time window, with running service sums."""
 
     __slots__ = (
-        "_busy",
         "_busy_sum_s",
+        "_departures",
         "_n",
-        "_services",
         "_sum_s",
         "_sum_s2",
-        "_times",
         "_window_ms",
         "last_departure_ms",
     )
 
     def __init__(self, window_s: float) -> None:
         self._window_ms = round(window_s * 1000)
-        self._times: deque[int] = deque()
-        self._services: deque[float] = deque()
-        self._busy: deque[float] = deque()
+        # Per departure: its service time and how long it kept the lane busy (s).
+        self._departures = TimedSeries("dd")
         self._busy_sum_s = 0.0
         self._n = 0
         self._sum_s = 0.0
@@ -83,9 +81,7 @@ class LaneServiceWindow:
                 # Queued behind the previous vehicle: its move-up is part of the lane's cycle,
                 # not idle time, or a saturated lane would look far from saturation.
                 busy_s = headway_s
-        self._times.append(ts_ms)
-        self._services.append(service_s)
-        self._busy.append(busy_s)
+        self._departures.append2(ts_ms, service_s, busy_s)
         self._n += 1
         self._sum_s += service_s
         self._sum_s2 += service_s * service_s
@@ -93,16 +89,16 @@ class LaneServiceWindow:
         if self.last_departure_ms is None or ts_ms > self.last_departure_ms:
             self.last_departure_ms = ts_ms
         # Bounded memory whether or not anyone reads the window.
-        if self._times[0] <= ts_ms - 2 * self._window_ms:
+        if self._departures.oldest_ts() <= ts_ms - 2 * self._window_ms:
             self.prune(ts_ms - self._window_ms)
 
     def prune(self, now_ms: int) -> None:
         """Forget departures older than the window."""
         horizon = now_ms - self._window_ms
-        while self._times and self._times[0] <= horizon:
-            self._times.popleft()
-            s = self._services.popleft()
-            self._busy_sum_s -= self._busy.popleft()
+        services, busy = self._departures.columns
+        for i in self._departures.drop_through(horizon):
+            s = services[i]
+            self._busy_sum_s -= busy[i]
             self._n -= 1
             self._sum_s -= s
             self._sum_s2 -= s * s
@@ -140,9 +136,9 @@ class LaneServiceWindow:
         start_ms = now_ms - span_ms
         # Only the part of the oldest busy spell inside the window counts, or the utilisation
         # would jump by a whole cycle as departures enter and leave the window.
-        first_busy_ms = self._busy[0] * 1000
+        first_busy_ms = self._departures.oldest(1) * 1000
         busy_ms = self._busy_sum_s * 1000 - min(
-            max(start_ms - (self._times[0] - first_busy_ms), 0.0), first_busy_ms
+            max(start_ms - (self._departures.oldest_ts() - first_busy_ms), 0.0), first_busy_ms
         )
         end_ms = now_ms
         last = self.last_departure_ms

@@ -19,6 +19,7 @@ layer's reorder buffer does that); a late event is counted at the next boundary.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from typing import Literal, NamedTuple
@@ -36,6 +37,7 @@ from detectors.congestion import (
 )
 from detectors.curves import CumulativeCurve
 from detectors.headway import LaneLoad, LaneServiceWindow, headway_queue
+from detectors.series import TimedSeries
 from tollmon.events import (
     ApproachDetection,
     Direction,
@@ -138,6 +140,19 @@ def _next_boundary(ts_ms: int) -> int:
     return -(-ts_ms // BOUNDARY_MS) * BOUNDARY_MS
 
 
+LANE_TYPES: tuple[LaneType, ...] = ("ETC", "MTC", "MIXED")
+
+
+def plate_key(plate_hash: str) -> int:
+    """A plate hash as a 64-bit key: an int kept in an array, not a string per vehicle.
+
+    A stable digest, not `hash()`: Python's string hashes differ per process, and the
+    keys outlive the process in checkpoints.
+    """
+    digest = hashlib.blake2b(plate_hash.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class ApproachEstimator:
     """Queue-and-wait state of one approach; feed events in ts order, collect with `advance`."""
 
@@ -160,8 +175,10 @@ class ApproachEstimator:
         self._unplated = CumulativeCurve(CURVE_HORIZON_S)
         # The next unplated detection a departure without a plate match is paired with.
         self._unplated_next = 1
-        self._plates: dict[str, int] = {}
-        self._plate_order: deque[tuple[int, str]] = deque()
+        # Plates seen at the detector and not yet at a barrier: their keys (`plate_key`)
+        # and detection times, by key and in detection order.
+        self._plates: dict[int, int] = {}
+        self._plate_order = TimedSeries("q")
         # Plate-matched delays of the last few minutes, as a sliding maximum (monotone deque).
         self._matched_max: deque[tuple[int, int]] = deque()
         if config.free_flow_s is not None:
@@ -172,11 +189,12 @@ class ApproachEstimator:
             self._tau_ms = 0
         self._tau_samples: deque[int] = deque(maxlen=TAU_SAMPLES)
         self._pending: list[_Departure] = []
-        self._delays: deque[tuple[int, float, LaneType]] = deque()
+        # Per departure: its delay (s) and its lane type (an index into LANE_TYPES).
+        self._delays = TimedSeries("db")
         self._delay_sum_s = 0.0
         # By Little's law a lane type's share of the queue is its share of the delay given.
         self._delay_sum_by_type: dict[LaneType, float] = {"ETC": 0.0, "MTC": 0.0, "MIXED": 0.0}
-        self._services: deque[tuple[int, float]] = deque()
+        self._services = TimedSeries("d")  # per departure: its service time (s)
         self._service_sum_s = 0.0
         self._mean_length_m = config.vehicle_lengths.passenger_m
         self._class_length: dict[str, float] = {}
@@ -228,12 +246,13 @@ class ApproachEstimator:
             return
         if count > 1:
             self._unplated.add(ts_ms, count - 1)
-        if plate_hash in self._plates:
+        plate = plate_key(plate_hash)
+        if plate in self._plates:
             # The same plate twice: the earlier read was someone else's (a misread).
             self._plates_closed += 1
         self._plated.add(ts_ms)
-        self._plates[plate_hash] = ts_ms
-        self._plate_order.append((ts_ms, plate_hash))
+        self._plates[plate] = ts_ms
+        self._plate_order.append(ts_ms, plate)
 
     def on_departure(
         self,
@@ -326,16 +345,18 @@ class ApproachEstimator:
         self._arrivals.prune(b)
         self._departures.prune(b)
         horizon = b - WAIT_WINDOW_MS
-        while self._delays and self._delays[0][0] <= horizon:
-            _, delay_s, lane_type = self._delays.popleft()
+        delays, types = self._delays.columns
+        for i in self._delays.drop_through(horizon):
+            delay_s = delays[i]
             self._delay_sum_s -= delay_s
-            self._delay_sum_by_type[lane_type] -= delay_s
+            self._delay_sum_by_type[LANE_TYPES[types[i]]] -= delay_s
         if not self._delays:
             self._delay_sum_s = 0.0
             self._delay_sum_by_type = dict.fromkeys(self._delay_sum_by_type, 0.0)
         horizon = b - DEMAND_WINDOW_MS
-        while self._services and self._services[0][0] <= horizon:
-            self._service_sum_s -= self._services.popleft()[1]
+        (services,) = self._services.columns
+        for i in self._services.drop_through(horizon):
+            self._service_sum_s -= services[i]
         if not self._services:
             self._service_sum_s = 0.0
         self._plated.prune(b)
@@ -347,8 +368,9 @@ class ApproachEstimator:
             # A plated vehicle waiting far longer than any matched one lately never comes:
             # its plate was misread at the barrier, and its departure counted as unmatched.
             horizon = max(horizon, b - self._tau_ms - self._ghost_age_ms())
-        while self._plate_order and self._plate_order[0][0] <= horizon:
-            ts_ms, plate = self._plate_order.popleft()
+        (plates,) = self._plate_order.columns
+        for i in self._plate_order.drop_through(horizon):
+            plate, ts_ms = plates[i], self._plate_order.times[i]
             if self._plates.get(plate) == ts_ms:
                 del self._plates[plate]
                 self._plates_closed += 1
@@ -402,10 +424,10 @@ class ApproachEstimator:
         start_ms = ts_ms - round(service_s * 1000)
         delay_s = self._vehicle_delay_ms(start_ms, plate_hash) / 1000.0
         lane_type = self._lane_type.get(lane_id, "MIXED")
-        self._delays.append((ts_ms, delay_s, lane_type))
+        self._delays.append2(ts_ms, delay_s, LANE_TYPES.index(lane_type))
         self._delay_sum_s += delay_s
         self._delay_sum_by_type[lane_type] += delay_s
-        self._services.append((ts_ms, service_s))
+        self._services.append(ts_ms, service_s)
         self._service_sum_s += service_s
         length = self._class_length.get(vehicle_class)
         if length is None:
@@ -420,9 +442,10 @@ class ApproachEstimator:
         if not self.config.has_detector:
             return 0
         if plate_hash is not None:
-            detected_ms = self._plates.get(plate_hash)
+            plate = plate_key(plate_hash)
+            detected_ms = self._plates.get(plate)
             if detected_ms is not None and detected_ms < start_ms:
-                del self._plates[plate_hash]
+                del self._plates[plate]
                 self._plates_closed += 1
                 travel_ms = start_ms - detected_ms
                 self._learn_tau(travel_ms)
