@@ -55,6 +55,9 @@ def create_app(
         broker_credentials=security.faust_credentials(),
         store="memory://",
         datadir=str(settings.data_dir),
+        # RocksDB tables (open trips) per app id: a store remembers the changelog offsets
+        # it holds, and Faust refuses to start on one made for another app's changelog.
+        tabledir=f"tables-{settings.faust_app_id}",
         autodiscover=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,

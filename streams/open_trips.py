@@ -36,15 +36,15 @@ ROCKSDB_OPTIONS = {
 
 
 def open_trips_table(app: faust.App, partitions: int) -> Any:
-    """The `open_trips` table: bytes keys and values, in RocksDB, changelogged."""
+    """The open-trips table: bytes keys and values, in RocksDB, changelogged."""
     return app.Table(
-        "open_trips",
+        "open_trips_v2",  # v2: keys prefixed, deadlines indexed (streams/open_trips.py)
         default=None,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         # Not "rocksdb://": Faust reads a URL without a path as no store given (memory).
-        store="rocksdb:open_trips",
+        store="rocksdb:open_trips_v2",
         # A copy: Faust's store takes its own keys (the driver) out of the mapping.
         options=dict(ROCKSDB_OPTIONS),
     )

@@ -15,8 +15,13 @@ from hypothesis import strategies as st
 from rocksdict import Options, Rdict
 
 from detectors.weighing import ORPHAN_EXIT_WAIT_MS, WeighingRecord
+from streams.app import create_app
 from streams.open_trips import ROCKSDB_OPTIONS, OpenTrips, open_trips_table
+from tollmon.network import load_network
+from tollmon.settings import Settings
 from tollmon.trip_keys import deadline_key, due_deadlines
+
+REPO = Path(__file__).resolve().parents[2]
 
 HOUR_MS = 3_600_000
 HORIZON_MS = 72 * HOUR_MS
@@ -166,3 +171,20 @@ def test_the_worker_keeps_open_trips_in_rocksdb_under_its_data_dir(tmp_path: Pat
     assert store.use_rocksdict
     assert store.partition_path(3).is_relative_to(tmp_path)
     assert store.rocksdb_options.block_cache_size == ROCKSDB_OPTIONS["block_cache_size"]
+
+
+def test_apps_of_different_prefixes_keep_their_stores_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store remembers the changelog offsets it holds: Faust refuses to start a worker on
+    a store made for another prefix's changelog (seen when the benchmark's trials shared a
+    data directory)."""
+    network = load_network(REPO / "config" / "network.yaml")
+    monkeypatch.setenv("TOLLMON_DATA_DIR", str(tmp_path))
+    paths = []
+    for prefix in ("a.", "b."):
+        monkeypatch.setenv("TOLLMON_TOPIC_PREFIX", prefix)
+        app = create_app(Settings(), network)
+        paths.append(app.tables["open_trips_v2"].data.partition_path(0))
+    assert paths[0] != paths[1]
+    assert all(path.is_relative_to(tmp_path) for path in paths)
