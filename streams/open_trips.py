@@ -24,6 +24,8 @@ _encode = msgspec.json.Encoder().encode
 _record = msgspec.json.Decoder(WeighingRecord)
 
 MIB = 1024 * 1024
+# The oldest open record's time when none is open: later than any record's.
+NONE_OPEN = 2**63 - 1
 # Per input partition's store. RocksDB's defaults (64 MiB write buffers, three of
 # them, and a 2 GiB block cache) are sized for a database that owns its machine.
 ROCKSDB_OPTIONS = {
@@ -59,16 +61,26 @@ class OpenTrips:
 
     def __init__(self, table: Any) -> None:
         self._table = table
+        # Per partition, the store it was read from and, per station, a time no open
+        # record is older than (absent: not known yet). Reopened on a rebalance, a
+        # partition's store is another object, and what was known of it is dropped.
+        self._oldest: dict[int, tuple[Any, dict[str, int]]] = {}
 
     def get(self, pass_id: str) -> WeighingRecord | None:
         stored = self._table.get(record_key(pass_id))
         return _record.decode(stored) if stored is not None else None
 
-    def put(self, pass_id: str, record: WeighingRecord, replaces: WeighingRecord | None) -> None:
+    def put(
+        self, partition: int, pass_id: str, record: WeighingRecord, replaces: WeighingRecord | None
+    ) -> None:
         if replaces is not None:
             self._drop_deadline(pass_id, replaces)
         self._table[record_key(pass_id)] = _encode(record)
         self._table[deadline_key(record.station, record.ts, pass_id)] = b""
+        known = self._oldest.get(partition)
+        if known is not None and record.station in known[1]:
+            oldest = known[1]
+            oldest[record.station] = min(oldest[record.station], record.ts)
 
     def remove(self, pass_id: str, record: WeighingRecord) -> None:
         del self._table[record_key(pass_id)]
@@ -77,11 +89,25 @@ class OpenTrips:
     def expire(
         self, partition: int, watermark_ts: int, horizon_ms: int
     ) -> list[tuple[str, WeighingRecord]]:
-        """Remove and return the records of `partition` that waited too long."""
+        """Remove and return the records of `partition` that waited too long.
+
+        Called for every weighing, so it reads the store only when the oldest open record
+        it knows of may be due: most calls read nothing.
+        """
+        db = self._table.data._db_for_partition(partition)
+        known = self._oldest.get(partition)
+        if known is None or known[0] is not db:
+            known = self._oldest[partition] = (db, {})
+        oldest = known[1]
         expired: list[tuple[str, WeighingRecord]] = []
         for station in ("entry", "exit"):
             before_ts = watermark_ts - wait_limit_ms(station, horizon_ms)
-            for pass_id, ts in due_deadlines(self._cursor(partition), station, before_ts):
+            from_ts = oldest.get(station)
+            if from_ts is not None and from_ts >= before_ts:
+                continue
+            due, next_ts = due_deadlines(db.iter(), station, before_ts, from_ts or 0)
+            oldest[station] = next_ts if next_ts is not None else NONE_OPEN
+            for pass_id, ts in due:
                 del self._table[deadline_key(station, ts, pass_id)]
                 record = self.get(pass_id)
                 if record is not None and record.ts == ts and record.station == station:
@@ -91,9 +117,3 @@ class OpenTrips:
 
     def _drop_deadline(self, pass_id: str, record: WeighingRecord) -> None:
         del self._table[deadline_key(record.station, record.ts, pass_id)]
-
-    def _cursor(self, partition: int) -> Any:
-        # Faust's table API has no ordered range read, so the partition's RocksDB is read
-        # directly (its writes go straight there; there is no cache in between).
-        db = self._table.data._db_for_partition(partition)
-        return db.iter()

@@ -66,7 +66,7 @@ def register_weighing_agents(
             stored = trips.get(pass_id)
             new_entry, output = pair_weighing(stored, measurement, horizon_ms)
             if new_entry is not None:
-                trips.put(pass_id, new_entry, replaces=stored)
+                trips.put(partition, pass_id, new_entry, replaces=stored)
             elif stored is not None:
                 trips.remove(pass_id, stored)
             reached = watermark.observe(_source(record.message), measurement.ts, clock())

@@ -38,19 +38,28 @@ class OrderedCursor(Protocol):
     def next(self) -> None: ...
 
 
-def due_deadlines(cursor: OrderedCursor, station: str, before_ts: int) -> list[tuple[str, int]]:
-    """(pass_id, ts) of the `station` records opened before `before_ts`, oldest first."""
-    if before_ts <= 0:
-        return []
+def due_deadlines(
+    cursor: OrderedCursor, station: str, before_ts: int, from_ts: int = 0
+) -> tuple[list[tuple[str, int]], int | None]:
+    """(pass_id, ts) of the `station` records opened before `before_ts`, oldest first, and
+    the opening time of the first one not yet due (None: no other record of `station`).
+
+    `from_ts` is a time no open record of `station` is older than: the read starts there.
+    Keys deleted lately stay in RocksDB as tombstones until a compaction, and a read from
+    the start of the index would step over every one of them again; they sit behind the
+    oldest open record, so a read from there steps over none.
+    """
     start = _DEADLINE + _STATIONS[station]
-    end = start + before_ts.to_bytes(_TS_BYTES, "big")  # every key of an earlier ts sorts below
+    end = start + max(before_ts, 0).to_bytes(_TS_BYTES, "big")  # earlier times sort below
     due: list[tuple[str, int]] = []
-    cursor.seek(start)
+    cursor.seek(start + max(from_ts, 0).to_bytes(_TS_BYTES, "big"))
     while cursor.valid():
         key = cursor.key()
-        if key >= end:
-            break
+        if not key.startswith(start):
+            return due, None
         ts = int.from_bytes(key[len(start) : _PREFIX], "big")
+        if key >= end:
+            return due, ts
         due.append((key[_PREFIX:].decode(), ts))
         cursor.next()
-    return due
+    return due, None

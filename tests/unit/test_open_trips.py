@@ -79,9 +79,12 @@ deadlines = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(deadlines, st.integers(0, 2**40 + 1))
+@given(deadlines, st.integers(0, 2**40 + 1), st.floats(0, 1))
 def test_a_station_reads_its_due_deadlines_oldest_first(
-    tmp_path_factory: pytest.TempPathFactory, entries: list[tuple[str, int, str]], before: int
+    tmp_path_factory: pytest.TempPathFactory,
+    entries: list[tuple[str, int, str]],
+    before: int,
+    start_share: float,
 ) -> None:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
@@ -91,18 +94,19 @@ def test_a_station_reads_its_due_deadlines_oldest_first(
             db.put(deadline_key(station, ts, pass_id), b"")
         db.put(b"r" + b"\xff" * 9, b"a record, not a deadline")
         for station in ("entry", "exit"):
-            expected = sorted(
-                {(ts, p.encode()) for s, ts, p in entries if s == station and ts < before}
-            )
-            due = due_deadlines(db.iter(), station, before)
-            assert due == [(p.decode(), ts) for ts, p in expected]
+            kept = sorted({(ts, p.encode()) for s, ts, p in entries if s == station})
+            # Any time no record is older than: the oldest's, or earlier.
+            from_ts = int(kept[0][0] * start_share) if kept else 0
+            due, next_ts = due_deadlines(db.iter(), station, before, from_ts)
+            assert due == [(p.decode(), ts) for ts, p in kept if ts < before]
+            assert next_ts == next((ts for ts, _ in kept if ts >= before), None)
     finally:
         db.close()
 
 
 def test_an_open_entry_expires_after_the_horizon(db: Rdict) -> None:
     trips = OpenTrips(RdictTable(db))
-    trips.put("A", record("entry", 1_000), replaces=None)
+    trips.put(0, "A", record("entry", 1_000), replaces=None)
     assert trips.expire(0, 1_000 + HORIZON_MS, HORIZON_MS) == []
     assert trips.expire(0, 1_001 + HORIZON_MS, HORIZON_MS) == [("A", record("entry", 1_000))]
     assert trips.get("A") is None
@@ -111,23 +115,23 @@ def test_an_open_entry_expires_after_the_horizon(db: Rdict) -> None:
 
 def test_an_orphan_exit_waits_less_than_an_entry(db: Rdict) -> None:
     trips = OpenTrips(RdictTable(db))
-    trips.put("entry", record("entry", 0), replaces=None)
-    trips.put("exit", record("exit", 0), replaces=None)
+    trips.put(0, "entry", record("entry", 0), replaces=None)
+    trips.put(0, "exit", record("exit", 0), replaces=None)
     assert trips.expire(0, ORPHAN_EXIT_WAIT_MS + 1, HORIZON_MS) == [("exit", record("exit", 0))]
     assert trips.get("entry") == record("entry", 0)
 
 
 def test_a_paired_trip_leaves_nothing_in_the_store(db: Rdict) -> None:
     trips = OpenTrips(RdictTable(db))
-    trips.put("A", record("entry", 0), replaces=None)
+    trips.put(0, "A", record("entry", 0), replaces=None)
     trips.remove("A", record("entry", 0))
     assert list(db.keys()) == []
 
 
 def test_a_reweighed_entry_waits_from_its_new_weighing(db: Rdict) -> None:
     trips = OpenTrips(RdictTable(db))
-    trips.put("A", record("entry", 0), replaces=None)
-    trips.put("A", record("entry", HOUR_MS), replaces=record("entry", 0))
+    trips.put(0, "A", record("entry", 0), replaces=None)
+    trips.put(0, "A", record("entry", HOUR_MS), replaces=record("entry", 0))
     assert trips.expire(0, HORIZON_MS + 1, HORIZON_MS) == []
     due = trips.expire(0, HOUR_MS + HORIZON_MS + 1, HORIZON_MS)
     assert due == [("A", record("entry", HOUR_MS))]
@@ -138,7 +142,7 @@ def test_expiry_reads_no_further_than_what_is_due(db: Rdict) -> None:
     """A store of many open trips costs expiry only the due ones, not a scan."""
     trips = OpenTrips(RdictTable(db))
     for i in range(1_000):
-        trips.put(f"P{i:04d}", record("entry", i * 1_000), replaces=None)
+        trips.put(0, f"P{i:04d}", record("entry", i * 1_000), replaces=None)
     read: list[bytes] = []
 
     class CountingCursor:
@@ -159,9 +163,51 @@ def test_expiry_reads_no_further_than_what_is_due(db: Rdict) -> None:
         def next(self) -> None:
             self._it.next()
 
-    due = due_deadlines(CountingCursor(), "entry", 5_000)
+    due, next_ts = due_deadlines(CountingCursor(), "entry", 5_000)
     assert [p for p, _ in due] == ["P0000", "P0001", "P0002", "P0003", "P0004"]
+    assert next_ts == 5_000
     assert len(read) == 6  # the five due, and the first one not due
+
+
+class CountingTable(RdictTable):
+    """Counts the reads of the store in key order; `reopen` stands for a rebalance."""
+
+    def __init__(self, db: Rdict) -> None:
+        super().__init__(db)
+        self.reads = 0
+        self.store: Any = self
+
+    def _db_for_partition(self, partition: int) -> Any:
+        return self.store
+
+    def iter(self) -> Any:
+        self.reads += 1
+        return self._db.iter()
+
+    def reopen(self) -> None:
+        self.store = CountingTable(self._db)
+        self.store.reads = self.reads
+
+
+def test_expiry_reads_the_store_only_when_something_may_be_due(db: Rdict) -> None:
+    table = CountingTable(db)
+    trips = OpenTrips(table)
+    for i in range(1_000):
+        trips.put(0, f"P{i:04d}", record("entry", i * 1_000), replaces=None)
+    assert len(trips.expire(0, 4_500 + HORIZON_MS, HORIZON_MS)) == 5
+    reads = table.reads
+    for step in range(100):  # the watermark creeps on, short of the next deadline
+        assert trips.expire(0, 4_501 + step + HORIZON_MS, HORIZON_MS) == []
+    assert table.reads == reads
+    # A late weighing older than every open record is still expired on time.
+    trips.put(0, "late", record("entry", 4_700), replaces=None)
+    assert trips.expire(0, 4_701 + HORIZON_MS, HORIZON_MS) == [("late", record("entry", 4_700))]
+    # A rebalance: another worker held the partition meanwhile and opened an older trip;
+    # the partition's store is reopened as another object, and is read afresh.
+    OpenTrips(RdictTable(db)).put(0, "moved", record("entry", 4_800), replaces=None)
+    table.reopen()
+    due = trips.expire(0, 4_801 + HORIZON_MS, HORIZON_MS)
+    assert due == [("moved", record("entry", 4_800))]
 
 
 def test_the_worker_keeps_open_trips_in_rocksdb_under_its_data_dir(tmp_path: Path) -> None:
