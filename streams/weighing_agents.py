@@ -54,7 +54,7 @@ def register_weighing_agents(
     idle_after_s: float,
     clock: Callable[[], float],
 ) -> None:
-    """Open trips live in `open_trips` (streams/open_trips.py): on disk, changelogged, so a
+    """Open trips live on disk in a changelogged table (streams/open_trips.py), so a
     restarted worker recovers them, deadlines included."""
     trips = OpenTrips(open_trips_table(app, partitions))
     watermark = SourceWatermark(idle_after_s)
