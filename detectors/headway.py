@@ -46,7 +46,6 @@ class LaneServiceWindow:
     __slots__ = (
         "_busy_sum_s",
         "_departures",
-        "_n",
         "_sum_s",
         "_sum_s2",
         "_window_ms",
@@ -58,7 +57,6 @@ class LaneServiceWindow:
         # Per departure: its service time and how long it kept the lane busy (s).
         self._departures = TimedSeries("dd")
         self._busy_sum_s = 0.0
-        self._n = 0
         self._sum_s = 0.0
         self._sum_s2 = 0.0
         self.last_departure_ms: int | None = None
@@ -82,7 +80,6 @@ class LaneServiceWindow:
                 # not idle time, or a saturated lane would look far from saturation.
                 busy_s = headway_s
         self._departures.append2(ts_ms, service_s, busy_s)
-        self._n += 1
         self._sum_s += service_s
         self._sum_s2 += service_s * service_s
         self._busy_sum_s += busy_s
@@ -99,10 +96,9 @@ class LaneServiceWindow:
         for i in self._departures.drop_through(horizon):
             s = services[i]
             self._busy_sum_s -= busy[i]
-            self._n -= 1
             self._sum_s -= s
             self._sum_s2 -= s * s
-        if self._n == 0:
+        if not self._departures:
             # Running sums drift by rounding; an empty window is the moment to zero them exactly.
             self._sum_s = 0.0
             self._sum_s2 = 0.0
@@ -111,7 +107,7 @@ class LaneServiceWindow:
     @property
     def departures(self) -> int:
         """Departures in the window."""
-        return self._n
+        return len(self._departures)
 
     @property
     def service_s(self) -> float:
@@ -126,13 +122,14 @@ class LaneServiceWindow:
     def load(self, observed_s: float, now_ms: int) -> LaneLoad:
         """Throughput, service moments and utilisation over the observed part of the window."""
         span_ms = round(min(observed_s * 1000, self._window_ms))
-        if self._n == 0 or span_ms <= 0:
+        n = len(self._departures)
+        if n == 0 or span_ms <= 0:
             return LaneLoad(0.0, 0.0, 0.0, 0.0)
-        mean = self._sum_s / self._n
-        variance = max(self._sum_s2 / self._n - mean * mean, 0.0)
+        mean = self._sum_s / n
+        variance = max(self._sum_s2 / n - mean * mean, 0.0)
         scv = variance / (mean * mean) if mean > 0 else 0.0
         # A queued vehicle occupies the lane for its move-up too: that is its effective service.
-        cycle_s = self._busy_sum_s / self._n
+        cycle_s = self._busy_sum_s / n
         start_ms = now_ms - span_ms
         # Only the part of the oldest busy spell inside the window counts, or the utilisation
         # would jump by a whole cycle as departures enter and leave the window.
@@ -146,7 +143,7 @@ class LaneServiceWindow:
             # The next vehicle is most likely in service already: not idle time, just unseen.
             end_ms = last
         observed_ms = max(end_ms - start_ms, 1)
-        rate = self._n * 1000 / span_ms
+        rate = n * 1000 / span_ms
         return LaneLoad(rate, cycle_s, scv, min(max(busy_ms, 0.0) / observed_ms, 1.0))
 
 
