@@ -179,6 +179,7 @@ def test_trips_restored_on_another_worker_still_expire(
     def unmatched() -> float:
         return restarted.total("tollmon_weight_pairs_total", outcome="unmatched")
 
+    # At least once, not exactly: the new owner reads back the input its predecessor
+    # took in after its last checkpoint and re-keys those weighings again, and one that
+    # reaches the pairing after its trip expired opens and expires that trip once more.
     wait_until(lambda: unmatched() >= n_early, 120, f"{n_early} early trips expired", unmatched)
-    time.sleep(3)
-    assert unmatched() == n_early  # the late trips are still within the horizon
