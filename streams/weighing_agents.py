@@ -55,27 +55,45 @@ def register_weighing_agents(
     clock: Callable[[], float],
 ) -> None:
     """Open trips live on disk in a changelogged table (streams/open_trips.py), so a
-    restarted worker recovers them, deadlines included."""
+    restarted worker recovers them, deadlines included.
+
+    `partitions`: of the input topics and of the by-pass topic; each input partition
+    is a source whose weighings an expiry watermark waits for.
+    """
     trips = OpenTrips(open_trips_table(app, partitions))
-    watermark = SourceWatermark(idle_after_s)
+    # Per by-pass partition: each is one ordered log of every source's weighings.
+    sources = [str(p) for p in range(partitions)]
+    watermarks: dict[int, SourceWatermark] = {}
+
+    def start_over(*_: Any, **__: Any) -> None:
+        # A partition given back later would find its sources long silent: its
+        # watermark starts over, waiting again for every source.
+        watermarks.clear()
+
+    app.on_partitions_revoked.connect(start_over)
 
     async def pair_trips(stream: Any) -> None:
         async for record in stream.events():
+            message = record.message
             measurement = _weighing.decode(record.value)
-            pass_id, partition = measurement.pass_id, record.message.partition
+            pass_id, partition = measurement.pass_id, message.partition
             stored = trips.get(pass_id)
             new_entry, output = pair_weighing(stored, measurement, horizon_ms)
             if new_entry is not None:
                 trips.put(partition, pass_id, new_entry, replaces=stored)
             elif stored is not None:
                 trips.remove(pass_id, stored)
-            reached = watermark.observe(_source(record.message), measurement.ts, clock())
+            watermark = watermarks.get(partition)
+            if watermark is None:
+                watermark = watermarks[partition] = SourceWatermark(sources, idle_after_s)
+            sent_s = message.timestamp or clock()  # its Kafka timestamp, in seconds
+            reached = watermark.observe(_source(message), measurement.ts, sent_s)
             expired = trips.expire(partition, reached, horizon_ms)
             unmatched = output.unmatched + tuple(expired_record(p, r) for p, r in expired)
             for exit_plaza, outcome in unmatched_outcomes(unmatched):
                 recorder.weight_pair(exit_plaza, outcome)
             if output.pair is not None:
-                await topics.pairs.send(key=record.message.key, value=_encode(output.pair))
+                await topics.pairs.send(key=message.key, value=_encode(output.pair))
 
     async def assess_pairs(stream: Any) -> None:
         async for value in stream:

@@ -7,7 +7,8 @@ in one place (a single-partition topic in the stream, in-process in backtest).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from detectors.alerts import Alert
@@ -141,30 +142,51 @@ class InProcessWeighing:
 
 
 class SourceWatermark:
-    """The event time every source of re-keyed weighings has reached.
+    """The event time every source of one by-pass partition's weighings has reached.
 
-    The by-pass stream mixes weighings from every input partition, and a worker that
-    drains a backlog may run one partition hours ahead of another. Expiring unpaired
-    trips on the newest time seen anywhere would expire trips whose other end is still
-    waiting in a slower partition. The watermark is the oldest of the sources' newest
-    times; a source silent for `idle_after_s` of processing time stops holding it back
-    (a plaza without trucks, a partition that moved to another worker).
+    A by-pass partition mixes weighings re-keyed from every input partition (a
+    source), and a worker that drains a backlog may re-key one input partition hours
+    ahead of another. Expiring unpaired trips on the newest time seen would expire
+    trips whose other end is still on its way from a slower source. The watermark is
+    the oldest of the sources' newest times, and it never goes back.
+
+    Silence is measured in the time the re-keyed messages were sent (their Kafka
+    timestamps), not in this consumer's clock: a consumer that stalls, or reads a
+    backlog, must not find every source but the next one silent. A source not heard
+    for `idle_after_s` of that time stops holding the watermark back (a plaza without
+    trucks, a partition whose worker fell behind). A source expected but not heard
+    yet holds it back for `idle_after_s` after the first message.
     """
 
-    def __init__(self, idle_after_s: float) -> None:
+    def __init__(self, expected: Iterable[str], idle_after_s: float) -> None:
         self._idle_after_s = idle_after_s
-        # source -> (newest event time in ms, processing time it was last heard, s)
+        self._unheard = set(expected)
+        # source -> (newest event time in ms, newest send time heard, s)
         self._sources: dict[str, tuple[int, float]] = {}
+        self._first_s: float | None = None
+        self._stream_s = -math.inf
+        self._value = 0
 
-    def observe(self, source: str, ts: int, now_s: float) -> int:
-        """Take a weighing of `source` stamped `ts`; returns the watermark after it."""
+    def observe(self, source: str, ts: int, sent_s: float) -> int:
+        """Take a weighing of `source` stamped `ts`, sent at `sent_s`; the watermark after it."""
+        if self._first_s is None:
+            self._first_s = sent_s
+        self._stream_s = max(self._stream_s, sent_s)
+        self._unheard.discard(source)
         known = self._sources.get(source)
-        self._sources[source] = (ts if known is None else max(ts, known[0]), now_s)
-        return self.value(now_s)
+        if known is None:
+            self._sources[source] = (ts, sent_s)
+        else:
+            self._sources[source] = (max(ts, known[0]), max(sent_s, known[1]))
+        return self.value()
 
-    def value(self, now_s: float) -> int:
+    def value(self) -> int:
+        """The watermark: it rises to the oldest newest time of the sources still speaking."""
+        now_s, idle_s = self._stream_s, self._idle_after_s
+        if self._unheard and self._first_s is not None and now_s - self._first_s <= idle_s:
+            return self._value  # a source may still bring older weighings
         newest = self._sources.values()
-        live = [ts for ts, heard_s in newest if now_s - heard_s <= self._idle_after_s]
-        if live:
-            return min(live)
-        return max((ts for ts, _ in newest), default=0)
+        live = [ts for ts, heard_s in newest if now_s - heard_s <= idle_s]
+        reached = min(live) if live else max((ts for ts, _ in newest), default=0)
+        self._value = max(self._value, reached)
+        return self._value

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
 
 from detectors.alerts import Alert
 from tests.integration.conftest import (
@@ -119,6 +120,42 @@ def test_two_workers_pair_every_trip_and_raise_the_weighing_alerts(
         60,
         "the biased scale's bias in Prometheus",
     )
+
+
+def test_a_partition_drained_before_the_others_does_not_expire_their_trips(
+    stack: Stack, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """A backlog read one input partition after another (a consumer may well fetch it
+    so): the trips whose other end waits in a partition not read yet stay open."""
+    network_file = network_with_unpaired_horizon(tmp_path, 900)
+    worker = start_worker(TOLLMON_NETWORK_FILE=str(network_file))
+    profile = TripProfile(trips_per_hour=1200, travel_min_s=60, travel_max_s=600)
+    events = trips(2 * 3600, profile, seed=13)
+
+    def partition(event: Event) -> int:
+        """As the producer's default partitioner, over the test topics' 4 partitions."""
+        return (murmur2(event.plaza_id.encode()) & 0x7FFFFFFF) % 4
+
+    weighings = Counter(partition(e) for e in events if isinstance(e, WeighMeasurement))
+    first = weighings.most_common(1)[0][0]
+    ahead = [e for e in events if partition(e) == first]
+    n_trips = len({e.pass_id for e in events if isinstance(e, WeighMeasurement)})
+    send(stack, worker.prefix, ahead)
+    wait_until(
+        lambda: worker.total("tollmon_weighings_total") >= weighings[first],
+        90,
+        f"the {weighings[first]} weighings of partition {first} consumed",
+    )
+    send(stack, worker.prefix, [e for e in events if partition(e) != first])
+
+    def outcomes() -> dict[str, float]:
+        return {
+            "paired": paired([worker]),
+            "unmatched": worker.total("tollmon_weight_pairs_total", outcome="unmatched"),
+        }
+
+    wait_until(lambda: paired([worker]) == n_trips, 120, f"{n_trips} trips paired", outcomes)
+    assert outcomes()["unmatched"] == 0
 
 
 def test_open_trips_survive_a_killed_worker(

@@ -10,7 +10,7 @@ from tollmon.events import Event, WeighMeasurement
 from tollmon.network import Network
 from tollmon.pipeline import Pipeline
 from tollmon.trips import TripProfile, generate_trips
-from tollmon.weighing_flow import BIAS_EVERY_MS, InProcessWeighing, SourceWatermark
+from tollmon.weighing_flow import BIAS_EVERY_MS, InProcessWeighing
 
 T0_MS = 1_764_300_000_000
 
@@ -80,20 +80,3 @@ def test_the_assessor_says_beforehand_which_pairs_refresh_the_bias_fit(network: 
         refreshed += bool(out.biases)
         assert fits == bool(out.biases)
     assert refreshed >= 20  # about one refresh a minute over half an hour
-
-
-def test_the_source_watermark_waits_for_the_slowest_source() -> None:
-    """A partition drained ahead of the others must not expire trips still on their way."""
-    watermark = SourceWatermark(idle_after_s=10.0)
-    assert watermark.observe("0", ts=1_000, now_s=0.0) == 1_000
-    assert watermark.observe("1", ts=9_000_000, now_s=1.0) == 1_000
-    assert watermark.observe("0", ts=5_000, now_s=2.0) == 5_000
-
-
-def test_a_silent_source_stops_holding_the_watermark_back() -> None:
-    watermark = SourceWatermark(idle_after_s=10.0)
-    watermark.observe("0", ts=1_000, now_s=0.0)
-    assert watermark.observe("1", ts=50_000, now_s=5.0) == 1_000
-    assert watermark.observe("1", ts=60_000, now_s=10.5) == 60_000
-    # Every source silent: the newest time any reached.
-    assert watermark.value(now_s=100.0) == 60_000
