@@ -33,6 +33,12 @@ from tollmon.weighing_flow import PairAssessor, network_thresholds
 # Up to a busy batch's outputs per partition in one request; below the broker's
 # default message.max.bytes (1 MiB).
 PRODUCER_BATCH_BYTES = 512 * 1024
+# Table changelog messages (the open trips') Faust may hold before its agents wait for
+# them to be sent. Faust's default of 100 is a few weighings' worth: a burst of re-keyed
+# weighings made the pairing agent stop every hundred messages to drain the buffer one
+# message at a time, with a "producer buffer full" warning each time (several a second
+# at a few thousand plazas). Some 10,000 small messages are a few MB.
+CHANGELOG_BUFFER_MESSAGES = 10_000
 
 
 def create_app(
@@ -77,6 +83,7 @@ def create_app(
         # per 16 KiB per partition (docs/profiling.md).
         producer_max_batch_size=PRODUCER_BATCH_BYTES,
     )
+    app.producer.buffer.max_messages = CHANGELOG_BUFFER_MESSAGES
     topics = Topics.declare(app, settings)
     recorder = MetricsRecorder(metrics)
     book = AlertBook()
