@@ -19,7 +19,7 @@ from streams.open_trips import OpenTrips, open_trips_table
 from streams.topics import Topics
 from tollmon.events import WeighMeasurement
 from tollmon.recorder import MetricsRecorder
-from tollmon.weighing_flow import PairAssessor, SourceWatermark, unmatched_outcomes
+from tollmon.weighing_flow import PairAssessor, PartitionWatermarks, unmatched_outcomes
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,10 @@ def register_weighing_agents(
     is a source whose weighings an expiry watermark waits for.
     """
     trips = OpenTrips(open_trips_table(app, partitions))
-    # Per by-pass partition: each is one ordered log of every source's weighings.
-    sources = [str(p) for p in range(partitions)]
-    watermarks: dict[int, SourceWatermark] = {}
+    watermarks = PartitionWatermarks(partitions, idle_after_s)
 
     def start_over(*_: Any, **__: Any) -> None:
-        # A partition given back later would find its sources long silent: its
-        # watermark starts over, waiting again for every source.
-        watermarks.clear()
+        watermarks.start_over()
 
     app.on_partitions_revoked.connect(start_over)
 
@@ -83,11 +79,8 @@ def register_weighing_agents(
                 trips.put(partition, pass_id, new_entry, replaces=stored)
             elif stored is not None:
                 trips.remove(pass_id, stored)
-            watermark = watermarks.get(partition)
-            if watermark is None:
-                watermark = watermarks[partition] = SourceWatermark(sources, idle_after_s)
             sent_s = message.timestamp or clock()  # its Kafka timestamp, in seconds
-            reached = watermark.observe(_source(message), measurement.ts, sent_s)
+            reached = watermarks.observe(partition, _source(message), measurement.ts, sent_s)
             expired = trips.expire(partition, reached, horizon_ms)
             unmatched = output.unmatched + tuple(expired_record(p, r) for p, r in expired)
             for exit_plaza, outcome in unmatched_outcomes(unmatched):

@@ -190,3 +190,26 @@ class SourceWatermark:
         reached = min(live) if live else max((ts for ts, _ in newest), default=0)
         self._value = max(self._value, reached)
         return self._value
+
+
+class PartitionWatermarks:
+    """A `SourceWatermark` per by-pass partition: each is one ordered log of every
+    source's weighings. The sources are the `sources` input partitions, by number."""
+
+    def __init__(self, sources: int, idle_after_s: float) -> None:
+        self._sources = [str(p) for p in range(sources)]
+        self._idle_after_s = idle_after_s
+        self._by_partition: dict[int, SourceWatermark] = {}
+
+    def observe(self, partition: int, source: str, ts: int, sent_s: float) -> int:
+        """`SourceWatermark.observe` on `partition`'s watermark."""
+        watermark = self._by_partition.get(partition)
+        if watermark is None:
+            watermark = SourceWatermark(self._sources, self._idle_after_s)
+            self._by_partition[partition] = watermark
+        return watermark.observe(source, ts, sent_s)
+
+    def start_over(self) -> None:
+        """Forget every partition: one given back later would find its sources long
+        silent, so it waits again for every source."""
+        self._by_partition.clear()

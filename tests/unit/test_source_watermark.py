@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollmon.weighing_flow import SourceWatermark
+from tollmon.weighing_flow import PartitionWatermarks, SourceWatermark
 
 IDLE_S = 10.0
 
@@ -92,3 +92,19 @@ def test_no_weighing_still_to_come_is_behind_it(
         reached = watermark.observe(source, ts, sent_s=span_s * k / len(merged))
         still_to_come = [t for _, t in merged[k + 1 :]]
         assert reached <= min(still_to_come, default=reached)
+
+
+def test_each_by_pass_partition_has_its_own() -> None:
+    """A partition read ahead of another must not expire the other's trips."""
+    watermarks = PartitionWatermarks(sources=1, idle_after_s=IDLE_S)
+    assert watermarks.observe(0, "0", ts=9_000_000, sent_s=0.0) == 9_000_000
+    assert watermarks.observe(1, "0", ts=1_000, sent_s=0.1) == 1_000
+
+
+def test_after_a_rebalance_every_source_is_waited_for_again() -> None:
+    watermarks = PartitionWatermarks(sources=2, idle_after_s=IDLE_S)
+    watermarks.observe(0, "0", ts=1_000, sent_s=0.0)
+    watermarks.observe(0, "1", ts=2_000, sent_s=0.0)
+    watermarks.start_over()
+    # Given back an hour later: source "1" has not spoken yet since.
+    assert watermarks.observe(0, "0", ts=3_600_000, sent_s=3_600.0) == 0
