@@ -2,7 +2,8 @@
 
 Runs the sample network's detectors over an hour of busy simulated traffic, then saves
 and restores the state of each input partition (its plazas, as the worker groups them,
-plus a full dedup memory of the partition) the way `streams/checkpoint.py` does.
+plus a full dedup memory of the partition) the way `streams/checkpoint.py` does, each
+plaza encoded on its own (a save round spreads them over input batches).
 
     python benchmarks/checkpoint_cost.py [--seconds 3600] [--dedup-ids 250000]
 """
@@ -21,6 +22,7 @@ from kafka.partitioner.default import murmur2
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     PartitionCheckpoint,
+    PlazaCheckpoint,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -59,16 +61,21 @@ def main() -> None:
                 PartitionCheckpoint(
                     version=FORMAT_VERSION,
                     offsets={"t": count},
-                    plazas=pipeline.snapshot(plazas),
+                    plazas=[
+                        PlazaCheckpoint(plaza, {"t": count}, pipeline.snapshot([plaza]))
+                        for plaza in plazas
+                    ],
                     dedup_ids=ids,
                 )
             )
             save.append(time.perf_counter() - started)
             started = time.perf_counter()
             checkpoint = decode_checkpoint(blob)
-            Pipeline(network, PipelineConfig()).restore(checkpoint.plazas, now_s=0.0)
+            restored = Pipeline(network, PipelineConfig())
+            for plaza_checkpoint in checkpoint.plazas:
+                restored.restore(plaza_checkpoint.state, now_s=0.0)
             load.append(time.perf_counter() - started)
-        detectors = len(pipeline.snapshot(plazas))
+        detectors = sum(len(plaza.state) for plaza in checkpoint.plazas)
         print(
             f"partition {partition}: {len(plazas)} plazas, detectors {detectors / 1e3:.0f} kB, "
             f"with {len(ids)} dedup ids {len(blob) / 1e6:.2f} MB; "

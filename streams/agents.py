@@ -25,6 +25,7 @@ from tollmon.settings import Settings
 
 log = logging.getLogger(__name__)
 
+_NONE_COVERED: Mapping[str, int] = {}
 TICK_S = 1.0  # idle feeds and data gaps are judged on processing time, this often
 PUSH_S = 2.0  # Alertmanager is told of new alerts within this, re-sent per AlertBook
 
@@ -54,8 +55,12 @@ class _Batch:
         self._out = Outputs()
         self._accepted: list[Event] = []
 
-    def take(self, message: InputMessage) -> str | None:
-        """Validate and detect one message; its plaza, or None for a dead letter."""
+    def take(self, message: InputMessage, covered: Mapping[str, int] = _NONE_COVERED) -> str | None:
+        """Validate and detect one message; its plaza, or None for a dead letter.
+
+        An event whose plaza's restored state already holds it (`covered`: per plaza, the
+        last offset of the message's topic it holds) is only remembered by the dedup memory.
+        """
         worker = self._worker
         source = Source(message.topic, message.partition, message.offset, message.key)
         outcome = worker.ingest.accept(message.value, source)
@@ -64,6 +69,8 @@ class _Batch:
                 worker.topics.deadletter, outcome.key, outcome.value, list(outcome.headers)
             )
             return None
+        if covered and covered.get(outcome.plaza_id, -1) >= message.offset:
+            return outcome.plaza_id
         self._accepted.append(outcome)
         worker.pipeline.process(outcome, self.now_s, self._out)
         if isinstance(outcome, WeighMeasurement):
@@ -97,8 +104,8 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
     checkpoints = worker.checkpoints
     batch = _Batch(worker)
 
-    async def handle(message: InputMessage) -> str | None:
-        plaza_id = batch.take(message)
+    async def handle(message: InputMessage, covered: Mapping[str, int]) -> str | None:
+        plaza_id = batch.take(message, covered)
         await batch.flush()
         return plaza_id
 
@@ -108,9 +115,10 @@ async def ingest_batch(worker: Worker, messages: Iterable[InputMessage]) -> None
         await batch.flush()
         return
     for message in messages:
-        if not checkpoints.settled(message) and not await checkpoints.admit(message, handle):
-            continue
-        checkpoints.taken(message, batch.take(message))
+        if checkpoints.settled(message):
+            checkpoints.taken(message, batch.take(message))
+        elif await checkpoints.admit(message, handle):
+            checkpoints.taken(message, batch.take(message, checkpoints.covered_plazas(message)))
     await batch.flush()
     checkpoints.flushed()
     checkpoints.save_due()

@@ -7,28 +7,36 @@ input partition n) every few seconds. A worker that takes a partition over (rest
 rebalance) restores the checkpoint on the partition's first event, reads back from the
 log what the group already committed past the checkpoint, and skips what the
 checkpoint already covers.
+
+A save round encodes its partition's plazas on the event loop, a slice of them after
+each input batch (`CheckpointPolicy.slice_s`), so that no batch waits long for it and no
+process is forked: the dedup ids and offsets are taken when the round begins, and each
+plaza records the offsets of its own slice. A restore reads back from the round's start;
+an event a restored plaza already holds goes to the dedup memory, not to its detectors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.changelog import ChangelogWriter
-from streams.forked import SnapshotError, encode_in_child
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     CheckpointPolicy,
     PartitionCheckpoint,
     PartitionProgress,
+    PlazaCheckpoint,
     decode_checkpoint,
     encode_checkpoint,
     newest_ids_within,
@@ -74,7 +82,9 @@ class InputMessage(Protocol):
 
 
 # Processes one input message; returns the plaza of a valid event, None for a dead letter.
-Handler = Callable[[InputMessage], Awaitable[str | None]]
+# The mapping holds, per plaza, the last offset of the message's topic its restored state
+# already has: such an event only goes to the dedup memory.
+Handler = Callable[[InputMessage, Mapping[str, int]], Awaitable[str | None]]
 
 
 class Checkpoints:
@@ -104,7 +114,8 @@ class Checkpoints:
         self._progress: dict[int, PartitionProgress] = {}
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
-        self._saving: asyncio.Future[None] | None = None  # the save round under way
+        self._round: _Round | None = None  # the save under way, encoded slice by slice
+        self._storing: asyncio.Future[None] | None = None  # its record, on its way
 
     @property
     def changelog(self) -> str:
@@ -147,7 +158,15 @@ class Checkpoints:
     def settled(self, message: InputMessage) -> bool:
         """Whether `message` simply continues its partition: nothing to restore, skip or fill."""
         progress = self._progress.get(message.partition)
-        return progress is not None and progress.next_offsets.get(message.topic) == message.offset
+        return (
+            progress is not None
+            and progress.next_offsets.get(message.topic) == message.offset
+            and message.topic not in progress.coverage
+        )
+
+    def covered_plazas(self, message: InputMessage) -> Mapping[str, int]:
+        """Per restored plaza, the last offset of `message`'s topic its state already holds."""
+        return self._progress[message.partition].covered_plazas(message.topic)
 
     def taken(self, message: InputMessage, plaza_id: str | None) -> None:
         """`message` went through the detectors (or to the dead letters)."""
@@ -172,60 +191,98 @@ class Checkpoints:
         return offsets
 
     def save_due(self) -> None:
-        """Start saving the checkpoints that are due; call once their outputs are flushed.
+        """Go on with the save under way, or begin the one due; call with every output of
+        the input taken in so far flushed (a plaza's state must never cover an input
+        whose outputs are not on their way).
 
-        The state is taken now and encoded in a forked child (see streams/forked.py), so
-        the event loop never waits for a large partition's pickle. Once one partition is
-        due, every partition that took input in since its last save is saved with it, in
-        the same child: each fork costs the event loop a pause and the copy-on-write of
-        the pages it touches next, so the rounds, not the partitions, are counted.
+        Each call encodes plazas for about `CheckpointPolicy.slice_s`; the round's record
+        is written once all its plazas are in. One round at a time: the most overdue
+        partition goes first.
         """
-        if self._saving is not None:
+        if self._storing is not None:
             return
+        round_ = self._round
+        if round_ is not None and not self._is_current(round_.partition, round_.progress):
+            round_ = None  # revoked or taken over again since it began
+        if round_ is None:
+            round_ = self._begin_due()
+        self._round = round_
+        if round_ is None or not self._encode_some(round_, self._policy.slice_s):
+            return
+        self._round = None
+        value = self._finish(round_)
+        if value is None:
+            return
+        partition, progress = round_.partition, round_.progress
+
+        def current() -> bool:
+            return self._is_current(partition, progress)
+
+        self._storing = asyncio.ensure_future(self._store(partition, value, current))
+        self._storing.add_done_callback(self._stored)
+
+    def _begin_due(self) -> _Round | None:
         now_s = self._clock()
-        if not any(p.is_due(now_s, self._policy) for p in self._progress.values()):
-            return
-        batch = [
-            (partition, progress, progress.covered())
+        due = [
+            (progress.saved_at_s, partition, progress)
             for partition, progress in self._progress.items()
-            if progress.events_since_save
+            if partition not in self._revoked and progress.is_due(now_s, self._policy)
         ]
-        for _, progress, _ in batch:
-            # Counted as saved from the moment the state is taken; its cost is known later.
-            progress.saved(now_s, cost_s=progress.save_cost_s)
-        self._saving = asyncio.ensure_future(self._save_forked(batch))
-        self._saving.add_done_callback(self._saved)
+        if not due:
+            return None
+        _, partition, progress = min(due, key=lambda d: d[:2])
+        # Counted as saved from the moment it begins; its cost is known at its end.
+        progress.saved(now_s, cost_s=progress.save_cost_s)
+        return self._begin(partition, progress)
 
-    def _saved(self, done: asyncio.Future[None]) -> None:
-        self._saving = None
-        if not done.cancelled() and (exc := done.exception()) is not None:
-            log.warning("checkpoint round failed: %r", exc)
-
-    async def _save_forked(self, batch: list[_Due]) -> None:
+    def _begin(self, partition: int, progress: PartitionProgress) -> _Round:
         started = time.perf_counter()
+        round_ = _Round(
+            partition,
+            progress,
+            progress.covered(),
+            self._ingest.dedup_ids(partition),
+            sorted(self._plazas.get(partition, ()), reverse=True),
+        )
+        round_.cost_s = time.perf_counter() - started
+        return round_
 
-        def encode_all() -> bytes:
-            return _encode_round([self._encode_or_refuse(p, offsets) for p, _, offsets in batch])
+    def _encode_some(self, round_: _Round, budget_s: float) -> bool:
+        """Encode `round_`'s plazas for about `budget_s` (one at least); whether all are in."""
+        started = time.perf_counter()
+        offsets = round_.progress.covered()
+        while round_.todo:
+            plaza_id = round_.todo.pop()
+            state = self._pipeline.snapshot([plaza_id])
+            round_.plazas.append(PlazaCheckpoint(plaza_id, offsets, state))
+            round_.size += len(state)
+            if round_.size > self._max_bytes:
+                round_.todo.clear()  # refused at its end; no point encoding the rest
+            if time.perf_counter() - started >= budget_s:
+                break
+        round_.cost_s += time.perf_counter() - started
+        return not round_.todo
 
+    def _finish(self, round_: _Round) -> bytes | None:
+        """The round's record, or None (logged) if it cannot be saved."""
+        started = time.perf_counter()
         try:
-            values = _decode_round(await encode_in_child(encode_all))
-        except (SnapshotError, OSError, msgspec.DecodeError) as exc:
-            log.warning("partitions %s: checkpoints not saved: %s", [p for p, *_ in batch], exc)
-            return
-        # The child's time still takes a core: the policy keeps it to its share.
-        cost_s = time.perf_counter() - started
-        for (partition, progress, _), saved in zip(batch, values, strict=True):
-            progress.save_cost_s = cost_s
-            if saved.refused:
-                log.warning("checkpoint not saved: %s", saved.refused)
-                continue
-            value = saved.value
+            value = self._encode(round_)
+        except CheckpointError as exc:
+            log.warning("checkpoint not saved: %s", exc)
+            value = None
+        # The policy keeps the rounds to their share of the worker's time.
+        round_.progress.save_cost_s = round_.cost_s + time.perf_counter() - started
+        return value
 
-            def current(partition: int = partition, progress: PartitionProgress = progress) -> bool:
-                # Neither revoked nor taken over again since the fork, up to the send.
-                return self._progress.get(partition) is progress and partition not in self._revoked
+    def _stored(self, done: asyncio.Future[None]) -> None:
+        self._storing = None
+        if not done.cancelled() and (exc := done.exception()) is not None:
+            log.warning("checkpoint not saved: %r", exc)
 
-            await self._store(partition, value, current)
+    def _is_current(self, partition: int, progress: PartitionProgress) -> bool:
+        """Neither revoked nor taken over again since `progress` was the partition's."""
+        return self._progress.get(partition) is progress and partition not in self._revoked
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Partitions leave this worker unless the assignment that follows gives them back."""
@@ -287,13 +344,22 @@ class Checkpoints:
                 saved_at_s=now_s,
             )
             return progress, ranges
-        progress = PartitionProgress.after(checkpoint.offsets, now_s)
         self._ingest.restore_dedup_ids(partition, checkpoint.dedup_ids)
-        try:
-            restored = self._pipeline.restore(checkpoint.plazas, now_s)
-        except CheckpointError as exc:
-            log.warning("partition %d: detector state not restored: %s", partition, exc)
-            restored = []
+        restored: list[str] = []
+        refused: list[str] = []
+        for plaza in checkpoint.plazas:
+            try:
+                restored.extend(self._pipeline.restore(plaza.state, now_s))
+            except CheckpointError as exc:
+                refused.append(f"{plaza.plaza_id}: {exc}")
+        if refused:
+            log.warning(
+                "partition %d: the detector state of %d plazas not restored (%s)",
+                partition,
+                len(refused),
+                refused[0] if len(refused) == 1 else f"{refused[0]}; ...",
+            )
+        progress = PartitionProgress.restored(checkpoint, restored, now_s)
         self._plazas[partition] = set(restored)
         for tp, offset in committed.items():
             first = progress.next_offsets.get(tp.topic, 0)
@@ -312,7 +378,7 @@ class Checkpoints:
         async for message in reader.read(ranges):
             if progress.is_redelivery(message.topic, message.offset):
                 continue
-            plaza_id = await handle(message)
+            plaza_id = await handle(message, progress.covered_plazas(message.topic))
             self.taken(message, plaza_id)
             fed += 1
         for tp, (_, end) in ranges.items():
@@ -330,43 +396,35 @@ class Checkpoints:
             return None
 
     async def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
-        """Save at once, encoded on the event loop (a take-over, whose save must not be late)."""
-        started = time.perf_counter()
-        encoded = self._encode_or_refuse(partition, progress.covered())
-        if encoded.refused:
-            log.warning("checkpoint not saved: %s", encoded.refused)
-        else:
-            await self._store(partition, encoded.value)
-        progress.saved(now_s, cost_s=time.perf_counter() - started)
+        """Save at once, all on the event loop (a take-over, whose save must not be late)."""
+        round_ = self._begin(partition, progress)
+        self._encode_some(round_, math.inf)
+        value = self._finish(round_)
+        if value is not None:
+            await self._store(partition, value)
+        progress.saved(now_s, cost_s=progress.save_cost_s)
 
-    def _encode_or_refuse(self, partition: int, offsets: dict[str, int]) -> _Encoded:
-        """`_encode`, or why not: a partition too large must not stop others' saves."""
-        try:
-            return _Encoded(self._encode(partition, offsets))
-        except CheckpointError as exc:
-            return _Encoded(b"", str(exc))
-
-    def _encode(self, partition: int, offsets: dict[str, int]) -> bytes:
-        """The partition's checkpoint, within the changelog's message limit.
+    def _encode(self, round_: _Round) -> bytes:
+        """The round's checkpoint, within the changelog's message limit.
 
         The plazas' state goes whole; the dedup ids fill what room is left, newest first
         (`newest_ids_within`). Plazas whose state alone is over the limit cannot be saved:
         spread them over more input partitions.
         """
-        plazas = self._pipeline.snapshot(self._plazas.get(partition, ()))
-        room = self._max_bytes - CHECKPOINT_HEADROOM_BYTES - len(plazas)
+        plazas = len(_encode_plazas(round_.plazas))
+        room = self._max_bytes - CHECKPOINT_HEADROOM_BYTES - plazas
         if room < 0:
             raise CheckpointError(
-                f"partition {partition}: its plazas' state alone is {len(plazas):,} bytes,"
-                f" over the changelog's limit of {self._max_bytes:,}; give the input topics"
-                " more partitions"
+                f"partition {round_.partition}: its plazas' state alone is {plazas:,} bytes"
+                f" or more, over the changelog's limit of {self._max_bytes:,}; give the input"
+                " topics more partitions"
             )
         return encode_checkpoint(
             PartitionCheckpoint(
                 version=FORMAT_VERSION,
-                offsets=offsets,
-                plazas=plazas,
-                dedup_ids=newest_ids_within(self._ingest.dedup_ids(partition), room),
+                offsets=round_.offsets,
+                plazas=round_.plazas,
+                dedup_ids=newest_ids_within(round_.dedup_ids, room),
             )
         )
 
@@ -377,20 +435,21 @@ class Checkpoints:
         await self._writer.write(self._changelog, partition, _key(partition), value, current)
 
 
-# A partition to save: its number, progress, and the offsets its checkpoint covers.
-_Due = tuple[int, PartitionProgress, dict[str, int]]
+@dataclass
+class _Round:
+    """A partition's save under way: its plazas are encoded a slice at a time."""
+
+    partition: int
+    progress: PartitionProgress
+    offsets: dict[str, int]  # what was taken in when it began
+    dedup_ids: list[str]  # the partition's dedup memory then
+    todo: list[str]  # plazas still to encode, the next last
+    plazas: list[PlazaCheckpoint] = field(default_factory=list)
+    size: int = 0  # bytes of plaza state so far
+    cost_s: float = 0.0  # event-loop time spent on it
 
 
-class _Encoded(msgspec.Struct, array_like=True, frozen=True):
-    """One partition's checkpoint from a save round's child, or why it has none."""
-
-    value: bytes
-    refused: str = ""
-
-
-# The checkpoints of one save round, as the forked child hands them over.
-_encode_round = msgspec.msgpack.Encoder().encode
-_decode_round = msgspec.msgpack.Decoder(list[_Encoded]).decode
+_encode_plazas = msgspec.msgpack.Encoder().encode
 
 
 def _key(partition: int) -> bytes:

@@ -12,6 +12,7 @@ import importlib
 import io
 import pickle
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
@@ -22,8 +23,8 @@ import msgspec
 
 from tollmon.errors import TollmonError
 
-# Bumped whenever a detector's state changes shape: an older checkpoint is then ignored.
-FORMAT_VERSION = 1
+# Bumped whenever a checkpoint changes shape: an older one is then ignored.
+FORMAT_VERSION = 2
 
 # The packages whose classes make up detector state. Only classes are admitted, never
 # functions, so a crafted checkpoint can at most build state objects.
@@ -103,16 +104,30 @@ def loads(data: bytes, value_type: type[T]) -> dict[str, T]:
     return state
 
 
+class PlazaCheckpoint(msgspec.Struct, array_like=True, frozen=True):
+    """One plaza's detector state, and the input it had taken in when it was saved.
+
+    `offsets` is the last offset processed per input topic at that moment: a save round
+    encodes its plazas a few at a time between batches, so each has offsets of its own.
+    """
+
+    plaza_id: str
+    offsets: dict[str, int]
+    state: bytes  # Pipeline.snapshot of this plaza alone
+
+
 class PartitionCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     """What one input partition number's detectors had taken in, and their state then.
 
-    `offsets` is the last offset processed per input topic; a topic missing from it
-    had nothing processed yet.
+    `offsets` is the last offset processed per input topic when the save round began
+    (a topic missing from it had nothing processed yet): the dedup ids are those of that
+    moment, and a restore reads back from just after it. Each plaza's own offsets are at
+    or after these; what they cover is replayed through the dedup memory only.
     """
 
     version: int
     offsets: dict[str, int]
-    plazas: bytes  # Pipeline.snapshot of the plazas seen on the partition
+    plazas: list[PlazaCheckpoint]
     dedup_ids: list[str]  # the partition's remembered event ids, oldest first
 
 
@@ -158,11 +173,14 @@ def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
 class CheckpointPolicy:
     """How often a partition's state is saved: every `every_s` or every `every_events`
     events, whichever comes first, but never so often that saving takes more than
-    `max_share` of the worker's time (a large partition's save takes seconds)."""
+    `max_share` of the worker's time (a partition of thousands of plazas takes a
+    second or more to encode). A save round encodes its plazas on the event loop, about
+    `slice_s` of them between two input batches, so no batch waits much longer for it."""
 
     every_s: float = 30.0
     every_events: int = 50_000
     max_share: float = 0.1
+    slice_s: float = 0.02
 
 
 @dataclass
@@ -172,6 +190,8 @@ class PartitionProgress:
     After a restore, anything at or before the checkpoint's offsets is a re-delivery and
     is skipped; anything after them that Faust does not deliver (its commit ran ahead
     of the checkpoint, or it skipped events around a rebalance) has to be read back.
+    Until the input passes the offsets each restored plaza was saved at (`coverage`),
+    an event of such a plaza goes to the dedup memory but not to its detectors again.
     """
 
     next_offsets: dict[str, int] = field(default_factory=dict)
@@ -180,10 +200,29 @@ class PartitionProgress:
     save_cost_s: float = 0.0  # how long the last save took
     # next_offsets as they stood when the outputs of everything before were last flushed
     flushed_offsets: dict[str, int] = field(default_factory=dict)
+    # Per topic, per restored plaza, the last offset its restored state already holds.
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+    covered_through: dict[str, int] = field(default_factory=dict)  # the newest of those
 
     @classmethod
     def after(cls, offsets: dict[str, int], now_s: float) -> PartitionProgress:
         return cls({topic: offset + 1 for topic, offset in offsets.items()}, 0, now_s)
+
+    @classmethod
+    def restored(
+        cls, checkpoint: PartitionCheckpoint, plaza_ids: Iterable[str], now_s: float
+    ) -> PartitionProgress:
+        """Progress from `checkpoint`, of which the plazas `plaza_ids` were restored."""
+        progress = cls.after(checkpoint.offsets, now_s)
+        restored = set(plaza_ids)
+        for plaza in checkpoint.plazas:
+            if plaza.plaza_id not in restored:
+                continue
+            for topic, offset in plaza.offsets.items():
+                if offset >= progress.next_offsets.get(topic, 0):
+                    progress.coverage.setdefault(topic, {})[plaza.plaza_id] = offset
+        progress.covered_through = {t: max(c.values()) for t, c in progress.coverage.items()}
+        return progress
 
     def is_redelivery(self, topic: str, offset: int) -> bool:
         return offset < self.next_offsets.get(topic, 0)
@@ -193,9 +232,15 @@ class PartitionProgress:
         expected = self.next_offsets.get(topic, 0)
         return expected if expected < offset else None
 
+    def covered_plazas(self, topic: str) -> Mapping[str, int]:
+        """Per plaza, the last offset of `topic` its restored state already holds."""
+        return self.coverage.get(topic, _NONE_COVERED)
+
     def taken(self, topic: str, offset: int) -> None:
         self.next_offsets[topic] = max(self.next_offsets.get(topic, 0), offset + 1)
         self.events_since_save += 1
+        if self.coverage and offset >= self.covered_through.get(topic, offset):
+            self.coverage.pop(topic, None)
 
     def flushed(self) -> None:
         """The outputs of everything taken in so far are with the producer."""
@@ -217,3 +262,6 @@ class PartitionProgress:
         self.events_since_save = 0
         self.saved_at_s = now_s
         self.save_cost_s = cost_s
+
+
+_NONE_COVERED: Mapping[str, int] = {}

@@ -18,6 +18,7 @@ from tollmon.checkpoint import (
     CheckpointPolicy,
     PartitionCheckpoint,
     PartitionProgress,
+    PlazaCheckpoint,
     code_fingerprint,
     decode_checkpoint,
     dumps,
@@ -207,10 +208,13 @@ def test_restored_objects_that_do_not_fit_the_code_are_refused(
 
 def test_a_checkpoint_round_trips_through_its_encoding() -> None:
     checkpoint = PartitionCheckpoint(
-        version=FORMAT_VERSION, offsets={"t": 41}, plazas=b"\x00state", dedup_ids=["a", "b"]
+        version=FORMAT_VERSION,
+        offsets={"t": 41},
+        plazas=[PlazaCheckpoint("P1", {"t": 43}, b"\x00state")],
+        dedup_ids=["a", "b"],
     )
     assert decode_checkpoint(encode_checkpoint(checkpoint)) == checkpoint
-    older = PartitionCheckpoint(version=FORMAT_VERSION - 1, offsets={}, plazas=b"", dedup_ids=[])
+    older = PartitionCheckpoint(version=FORMAT_VERSION - 1, offsets={}, plazas=[], dedup_ids=[])
     with pytest.raises(CheckpointError, match="version"):
         decode_checkpoint(encode_checkpoint(older))
 

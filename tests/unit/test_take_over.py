@@ -4,7 +4,7 @@ what the group committed past it; a later gap is read back the same way."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -23,6 +23,7 @@ from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointPolicy,
     PartitionCheckpoint,
+    PlazaCheckpoint,
     decode_checkpoint,
     encode_checkpoint,
 )
@@ -42,6 +43,7 @@ class FakeLog:
     committed: dict[str, int]
     inputs: dict[str, int]  # records 0..n-1 per input topic, all of PARTITION
     consumers: list[str] = field(default_factory=list)  # how each consumer was opened
+    values: list[bytes] = field(default_factory=list)  # the records' values, if any
 
 
 class FakeReader:
@@ -76,7 +78,8 @@ class OpenFake:
     ) -> AsyncIterator[InputMessage]:
         for tp, (start, end) in ranges.items():
             for offset in range(start, min(end, self._log.inputs[tp.topic])):
-                yield InputRecord(tp.topic, tp.partition, offset)
+                value = self._log.values[offset] if self._log.values else None
+                yield InputRecord(tp.topic, tp.partition, offset, None, value)
 
 
 class FakeWriter:
@@ -111,29 +114,36 @@ def checkpoints(
     ), writer
 
 
-def saved_at(network: Network, offsets: dict[str, int], dedup_ids: list[str] = []) -> bytes:  # noqa: B006
+def saved_at(
+    offsets: dict[str, int],
+    dedup_ids: Sequence[str] = (),
+    plazas: Sequence[PlazaCheckpoint] = (),
+) -> bytes:
     return encode_checkpoint(
         PartitionCheckpoint(
-            version=FORMAT_VERSION,
-            offsets=offsets,
-            plazas=Pipeline(network).snapshot([]),
-            dedup_ids=dedup_ids,
+            version=FORMAT_VERSION, offsets=offsets, plazas=list(plazas), dedup_ids=list(dedup_ids)
         )
     )
+
+
+def plaza_saved_at(network: Network, offsets: dict[str, int]) -> PlazaCheckpoint:
+    """The first plaza of `network`, with empty detectors, saved after `offsets`."""
+    plaza_id = network.plazas[0].id
+    return PlazaCheckpoint(plaza_id, offsets, Pipeline(network).snapshot([plaza_id]))
 
 
 def admit_all(store: Checkpoints, messages: list[InputRecord]) -> list[tuple[str, int]]:
     """Admit each message as the ingest step does; what the detectors took in, in order."""
     handled: list[tuple[str, int]] = []
 
-    async def handle(message: InputMessage) -> str | None:
+    async def handle(message: InputMessage, covered: Mapping[str, int]) -> str | None:
         handled.append((message.topic, message.offset))
         return None
 
     async def run() -> None:
         for message in messages:
             if await store.admit(message, handle):
-                store.taken(message, await handle(message))
+                store.taken(message, await handle(message, store.covered_plazas(message)))
 
     asyncio.run(run())
     return handled
@@ -143,7 +153,7 @@ def test_a_take_over_reads_checkpoint_commits_and_read_back_through_one_consumer
     network: Network,
 ) -> None:
     # Saved after tx 4 and status 1; the previous owner then committed tx 8 and status 2.
-    log = FakeLog(saved_at(network, {TX: 4, STATUS: 1}), {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
+    log = FakeLog(saved_at({TX: 4, STATUS: 1}), {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
     store, writer = checkpoints(network, log)
 
     handled = admit_all(store, [InputRecord(TX, PARTITION, 8)])
@@ -179,9 +189,7 @@ def test_offsets_never_delivered_are_read_back_by_a_consumer_outside_the_group(
 
 def test_a_dedup_memory_over_the_message_limit_is_saved_newest_first(network: Network) -> None:
     remembered = [f"tx-{n:05d}" for n in range(5_000)]  # 9 bytes each, 45 kB in all
-    log = FakeLog(
-        saved_at(network, {TX: 8, STATUS: 2}, remembered), {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3}
-    )
+    log = FakeLog(saved_at({TX: 8, STATUS: 2}, remembered), {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3})
     limit = CHECKPOINT_HEADROOM_BYTES + 20_000
     store, writer = checkpoints(network, log, max_bytes=limit)
 
@@ -197,7 +205,8 @@ def test_a_dedup_memory_over_the_message_limit_is_saved_newest_first(network: Ne
 def test_a_partition_whose_plazas_alone_are_over_the_limit_is_not_saved_and_still_served(
     network: Network, caplog: pytest.LogCaptureFixture
 ) -> None:
-    log = FakeLog(saved_at(network, {TX: 8, STATUS: 2}), {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3})
+    saved = saved_at({TX: 8, STATUS: 2}, plazas=[plaza_saved_at(network, {TX: 8, STATUS: 2})])
+    log = FakeLog(saved, {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3})
     store, writer = checkpoints(network, log, max_bytes=CHECKPOINT_HEADROOM_BYTES + 4)
 
     handled = admit_all(store, [InputRecord(TX, PARTITION, 9)])
@@ -205,3 +214,30 @@ def test_a_partition_whose_plazas_alone_are_over_the_limit_is_not_saved_and_stil
     assert handled == [(TX, 9)]
     assert writer.saved == []
     assert "more partitions" in caplog.text
+
+
+def test_events_a_restored_plaza_already_holds_reach_it_as_covered_until_passed(
+    network: Network,
+) -> None:
+    # The round began after tx 4; its plaza was encoded a batch later, after tx 6.
+    plaza = plaza_saved_at(network, {TX: 6, STATUS: 1})
+    log = FakeLog(saved_at({TX: 4, STATUS: 1}, plazas=[plaza]), {TX: 8, STATUS: 2}, {TX: 12})
+    store, _ = checkpoints(network, log)
+    covered: list[tuple[int, int | None]] = []
+
+    async def handle(message: InputMessage, held: Mapping[str, int]) -> str | None:
+        covered.append((message.offset, held.get(plaza.plaza_id)))
+        return plaza.plaza_id
+
+    async def run() -> None:
+        for offset in (8, 9):
+            message = InputRecord(TX, PARTITION, offset)
+            if store.settled(message):
+                store.taken(message, await handle(message, {}))
+            elif await store.admit(message, handle):
+                store.taken(message, await handle(message, store.covered_plazas(message)))
+
+    asyncio.run(run())
+
+    assert covered == [(5, 6), (6, 6), (7, None), (8, None), (9, None)]
+    assert store.settled(InputRecord(TX, PARTITION, 10))
