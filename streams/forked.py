@@ -1,10 +1,11 @@
 """Encode a snapshot of this process's state in a forked child, off the event loop.
 
-A partition's detector checkpoint is a pickle of its plazas' state: about 1.5 ms per
-standard plaza, a tenth of a second or more per partition, during which the event loop
-that serves every plaza stands still. A forked child sees the memory of the moment of
-the fork (copy on write), so it can encode a consistent snapshot while the parent goes
-on taking input; the parent only pays for the fork.
+The scale-bias fit runs over every scale's recent pairs at once, for seconds at network
+scale, during which the event loop that serves every plaza would stand still. A forked
+child sees the memory of the moment of the fork (copy on write), so it can work on a
+consistent snapshot while the parent goes on taking input; the parent pays for the fork
+and for copying the pages it writes while the child lives. (Detector checkpoints were
+encoded this way until they were cut into slices per plaza: streams/checkpoint.py.)
 
 The child touches nothing but the objects it encodes and a pipe, and leaves with
 `os._exit`: no locks, logging, event loop or Kafka client of the parent are used in it.
