@@ -8,18 +8,18 @@ rebalance) restores the checkpoint on the partition's first event, reads back fr
 log what the group already committed past the checkpoint, and skips what the
 checkpoint already covers.
 
-A save round encodes its partition's plazas on the event loop, a slice of them after
-each input batch (`CheckpointPolicy.slice_s`), so that no batch waits long for it and no
-process is forked: the dedup ids and offsets are taken when the round begins, and each
-plaza records the offsets of its own slice. A restore reads back from the round's start;
-an event a restored plaza already holds goes to the dedup memory, not to its detectors.
+A save round encodes its partition's plazas on the event loop, a few after each input
+batch, within a share of the processing time (`CheckpointPolicy.max_share`), so that
+no batch waits long for it and no process is forked: the dedup ids and offsets are
+taken when the round begins, and each plaza records the offsets it was encoded at. A
+restore reads back from the round's start; an event a restored plaza already holds goes
+to the dedup memory, not to its detectors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -101,6 +101,7 @@ class Checkpoints:
         clock: Callable[[], float],
         policy: CheckpointPolicy,
         max_bytes: int = MAX_CHECKPOINT_BYTES,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._changelog = changelog  # partition n holds input partition n's checkpoints
         self._ingest = ingest
@@ -111,6 +112,9 @@ class Checkpoints:
         self._clock = clock
         self._policy = policy
         self._max_bytes = max_bytes
+        self._timer = timer  # measures what encoding costs the event loop
+        self._credit_s = 0.0  # event-loop time the saves may still take now
+        self._credited_at_s: float | None = None
         self._progress: dict[int, PartitionProgress] = {}
         self._plazas: dict[int, set[str]] = {}
         self._revoked: set[int] = set()
@@ -195,11 +199,12 @@ class Checkpoints:
         the input taken in so far flushed (a plaza's state must never cover an input
         whose outputs are not on their way).
 
-        Each call encodes plazas for about `CheckpointPolicy.slice_s`; the round's record
-        is written once all its plazas are in. One round at a time: the most overdue
-        partition goes first.
+        The saves take their share of the processing time since the last call
+        (`CheckpointPolicy.max_share`), a plaza at a time; the round's record is written
+        once all its plazas are in. One round at a time: the most overdue partition first.
         """
-        if self._storing is not None:
+        self._accrue()
+        if self._storing is not None or self._credit_s <= 0:
             return
         round_ = self._round
         if round_ is not None and not self._is_current(round_.partition, round_.progress):
@@ -207,7 +212,7 @@ class Checkpoints:
         if round_ is None:
             round_ = self._begin_due()
         self._round = round_
-        if round_ is None or not self._encode_some(round_, self._policy.slice_s):
+        if round_ is None or not self._encode_some(round_):
             return
         self._round = None
         value = self._finish(round_)
@@ -221,6 +226,13 @@ class Checkpoints:
         self._storing = asyncio.ensure_future(self._store(partition, value, current))
         self._storing.add_done_callback(self._stored)
 
+    def _accrue(self) -> None:
+        now_s = self._clock()
+        if self._credited_at_s is not None:
+            earned = self._policy.max_share * max(0.0, now_s - self._credited_at_s)
+            self._credit_s = min(self._policy.max_slice_s, self._credit_s + earned)
+        self._credited_at_s = now_s
+
     def _begin_due(self) -> _Round | None:
         now_s = self._clock()
         due = [
@@ -231,12 +243,11 @@ class Checkpoints:
         if not due:
             return None
         _, partition, progress = min(due, key=lambda d: d[:2])
-        # Counted as saved from the moment it begins; its cost is known at its end.
-        progress.saved(now_s, cost_s=progress.save_cost_s)
+        progress.saved(now_s)  # counted from the moment the round takes its offsets
         return self._begin(partition, progress)
 
     def _begin(self, partition: int, progress: PartitionProgress) -> _Round:
-        started = time.perf_counter()
+        started = self._timer()
         round_ = _Round(
             partition,
             progress,
@@ -244,36 +255,39 @@ class Checkpoints:
             self._ingest.dedup_ids(partition),
             sorted(self._plazas.get(partition, ()), reverse=True),
         )
-        round_.cost_s = time.perf_counter() - started
+        self._spent(round_, started)
         return round_
 
-    def _encode_some(self, round_: _Round, budget_s: float) -> bool:
-        """Encode `round_`'s plazas for about `budget_s` (one at least); whether all are in."""
-        started = time.perf_counter()
+    def _encode_some(self, round_: _Round, *, all_now: bool = False) -> bool:
+        """Encode `round_`'s plazas while the credit lasts (`all_now`: every one); whether
+        all are in."""
         offsets = round_.progress.covered()
-        while round_.todo:
+        while round_.todo and (all_now or self._credit_s > 0):
+            started = self._timer()
             plaza_id = round_.todo.pop()
             state = self._pipeline.snapshot([plaza_id])
             round_.plazas.append(PlazaCheckpoint(plaza_id, offsets, state))
             round_.size += len(state)
             if round_.size > self._max_bytes:
                 round_.todo.clear()  # refused at its end; no point encoding the rest
-            if time.perf_counter() - started >= budget_s:
-                break
-        round_.cost_s += time.perf_counter() - started
+            self._spent(round_, started)
         return not round_.todo
 
     def _finish(self, round_: _Round) -> bytes | None:
         """The round's record, or None (logged) if it cannot be saved."""
-        started = time.perf_counter()
+        started = self._timer()
         try:
-            value = self._encode(round_)
+            value: bytes | None = self._encode(round_)
         except CheckpointError as exc:
             log.warning("checkpoint not saved: %s", exc)
             value = None
-        # The policy keeps the rounds to their share of the worker's time.
-        round_.progress.save_cost_s = round_.cost_s + time.perf_counter() - started
+        self._spent(round_, started)
         return value
+
+    def _spent(self, round_: _Round, started: float) -> None:
+        cost_s = self._timer() - started
+        round_.cost_s += cost_s
+        self._credit_s -= cost_s
 
     def _stored(self, done: asyncio.Future[None]) -> None:
         self._storing = None
@@ -398,11 +412,11 @@ class Checkpoints:
     async def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
         """Save at once, all on the event loop (a take-over, whose save must not be late)."""
         round_ = self._begin(partition, progress)
-        self._encode_some(round_, math.inf)
+        self._encode_some(round_, all_now=True)
         value = self._finish(round_)
         if value is not None:
             await self._store(partition, value)
-        progress.saved(now_s, cost_s=progress.save_cost_s)
+        progress.saved(now_s)
 
     def _encode(self, round_: _Round) -> bytes:
         """The round's checkpoint, within the changelog's message limit.

@@ -246,17 +246,6 @@ def test_a_save_is_due_after_enough_time_or_events_and_only_with_news() -> None:
     assert not progress.is_due(200.0, policy)
 
 
-def test_a_slow_save_spaces_the_next_out_to_keep_its_share_of_the_time() -> None:
-    policy = CheckpointPolicy(every_s=5.0, every_events=3, max_share=0.1)
-    progress = PartitionProgress.after({}, now_s=100.0)
-    progress.saved(100.0, cost_s=2.0)  # thousands of plazas on the partition
-    for offset in range(10):
-        progress.taken("tx", offset)
-    assert not progress.is_due(110.0, policy)
-    assert not progress.is_due(119.0, policy)
-    assert progress.is_due(120.0, policy)
-
-
 def test_dedup_ids_move_with_their_partition(metrics: Metrics) -> None:
     previous_owner = make_ingest(metrics)
     assert isinstance(previous_owner.accept(raw(transaction()), SOURCE), LaneTransaction)
