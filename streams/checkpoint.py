@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.changelog import ChangelogWriter
@@ -37,9 +37,9 @@ from tollmon.checkpoint import (
     PartitionCheckpoint,
     PartitionProgress,
     PlazaCheckpoint,
-    decode_checkpoint,
-    encode_checkpoint,
-    newest_ids_within,
+    checkpoint_parts,
+    decode_part,
+    newest_complete,
 )
 from tollmon.ingest import Ingest
 from tollmon.pipeline import Pipeline
@@ -47,10 +47,10 @@ from tollmon.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 CHANGELOG = "detector_checkpoints-changelog"
-# A partition's checkpoint holds all its plazas and dedup ids in one message.
+# A partition's checkpoint goes in parts of up to this size (records of the changelog).
 MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
-# Room in a checkpoint message for all but the plazas' state and the dedup ids: the
-# offsets, msgpack's framing, and the record's key and overhead in the produce request.
+# Room in a part for all but its share of the checkpoint: the part's header, msgpack's
+# framing, and the record's key and overhead in the produce request.
 CHECKPOINT_HEADROOM_BYTES = 64 * 1024
 CHANGELOG_CONFIG = {
     "max.message.bytes": str(MAX_CHECKPOINT_BYTES),
@@ -215,15 +215,13 @@ class Checkpoints:
         if round_ is None or not self._encode_some(round_):
             return
         self._round = None
-        value = self._finish(round_)
-        if value is None:
-            return
+        records = self._finish(round_)
         partition, progress = round_.partition, round_.progress
 
         def current() -> bool:
             return self._is_current(partition, progress)
 
-        self._storing = asyncio.ensure_future(self._store(partition, value, current))
+        self._storing = asyncio.ensure_future(self._store(partition, records, current))
         self._storing.add_done_callback(self._stored)
 
     def _accrue(self) -> None:
@@ -267,22 +265,15 @@ class Checkpoints:
             plaza_id = round_.todo.pop()
             state = self._pipeline.snapshot([plaza_id])
             round_.plazas.append(PlazaCheckpoint(plaza_id, offsets, state))
-            round_.size += len(state)
-            if round_.size > self._max_bytes:
-                round_.todo.clear()  # refused at its end; no point encoding the rest
             self._spent(round_, started)
         return not round_.todo
 
-    def _finish(self, round_: _Round) -> bytes | None:
-        """The round's record, or None (logged) if it cannot be saved."""
+    def _finish(self, round_: _Round) -> list[tuple[bytes, bytes]]:
+        """The round's changelog records."""
         started = self._timer()
-        try:
-            value: bytes | None = self._encode(round_)
-        except CheckpointError as exc:
-            log.warning("checkpoint not saved: %s", exc)
-            value = None
+        records = self._encode(round_)
         self._spent(round_, started)
-        return value
+        return records
 
     def _spent(self, round_: _Round, started: float) -> None:
         cost_s = self._timer() - started
@@ -400,58 +391,59 @@ class Checkpoints:
         return fed
 
     async def _load(self, reader: OpenReader, partition: int) -> PartitionCheckpoint | None:
-        stored = await reader.latest(TopicPartition(self._changelog, partition))
-        if stored is None:
+        """The partition's newest complete checkpoint: its parts are the newest records,
+        unless a save was cut short, whose parts then come after them."""
+        tp = TopicPartition(self._changelog, partition)
+        last = await reader.tail(tp, 1)
+        if not last:
             return None
         try:
-            return decode_checkpoint(stored)
+            newest = decode_part(last[-1])
+            checkpoint = newest_complete(await reader.tail(tp, newest.index + 1))
+            if checkpoint is None:
+                cut_short = newest.index + 1
+                checkpoint = newest_complete(await reader.tail(tp, cut_short + 2 * newest.count))
         except CheckpointError as exc:
             log.warning("partition %d: checkpoint ignored: %s", partition, exc)
             return None
+        if checkpoint is None:
+            log.warning("partition %d: checkpoint ignored: no complete one at its end", partition)
+        return checkpoint
 
     async def _save(self, partition: int, progress: PartitionProgress, now_s: float) -> None:
         """Save at once, all on the event loop (a take-over, whose save must not be late)."""
         round_ = self._begin(partition, progress)
         self._encode_some(round_, all_now=True)
-        value = self._finish(round_)
-        if value is not None:
-            await self._store(partition, value)
+        await self._store(partition, self._finish(round_))
         progress.saved(now_s)
 
-    def _encode(self, round_: _Round) -> bytes:
-        """The round's checkpoint, within the changelog's message limit.
-
-        The plazas' state goes whole; the dedup ids fill what room is left, newest first
-        (`newest_ids_within`). Plazas whose state alone is over the limit cannot be saved:
-        spread them over more input partitions.
-        """
-        plazas = len(_encode_plazas(round_.plazas))
-        room = self._max_bytes - CHECKPOINT_HEADROOM_BYTES - plazas
-        if room < 0:
-            raise CheckpointError(
-                f"partition {round_.partition}: its plazas' state alone is {plazas:,} bytes"
-                f" or more, over the changelog's limit of {self._max_bytes:,}; give the input"
-                " topics more partitions"
-            )
-        return encode_checkpoint(
-            PartitionCheckpoint(
-                version=FORMAT_VERSION,
-                offsets=round_.offsets,
-                plazas=round_.plazas,
-                dedup_ids=newest_ids_within(round_.dedup_ids, room),
-            )
+    def _encode(self, round_: _Round) -> list[tuple[bytes, bytes]]:
+        """The round's checkpoint as changelog records (key, value), each within the
+        changelog's message limit."""
+        checkpoint = PartitionCheckpoint(
+            version=FORMAT_VERSION,
+            offsets=round_.offsets,
+            plazas=round_.plazas,
+            dedup_ids=round_.dedup_ids,
         )
+        parts = checkpoint_parts(
+            checkpoint, random.getrandbits(63), self._max_bytes - CHECKPOINT_HEADROOM_BYTES
+        )
+        return [(_key(round_.partition, index), part) for index, part in enumerate(parts)]
 
     async def _store(
-        self, partition: int, value: bytes, current: Callable[[], bool] = lambda: True
+        self,
+        partition: int,
+        records: list[tuple[bytes, bytes]],
+        current: Callable[[], bool] = lambda: True,
     ) -> None:
         # The changelog partition is the input partition.
-        await self._writer.write(self._changelog, partition, _key(partition), value, current)
+        await self._writer.write(self._changelog, partition, records, current)
 
 
 @dataclass
 class _Round:
-    """A partition's save under way: its plazas are encoded a slice at a time."""
+    """A partition's save under way: its plazas are encoded a few at a time."""
 
     partition: int
     progress: PartitionProgress
@@ -459,15 +451,11 @@ class _Round:
     dedup_ids: list[str]  # the partition's dedup memory then
     todo: list[str]  # plazas still to encode, the next last
     plazas: list[PlazaCheckpoint] = field(default_factory=list)
-    size: int = 0  # bytes of plaza state so far
     cost_s: float = 0.0  # event-loop time spent on it
 
 
-_encode_plazas = msgspec.msgpack.Encoder().encode
-
-
-def _key(partition: int) -> bytes:
-    return str(partition).encode()
+def _key(partition: int, part: int) -> bytes:
+    return f"{partition}.{part}".encode()
 
 
 class LogReader:
@@ -511,25 +499,23 @@ class OpenReader:
         """The group's committed offsets (read without joining the group)."""
         return {tp: await self._consumer.committed(tp) for tp in tps}
 
-    async def latest(self, tp: TopicPartition) -> bytes | None:
-        """The newest record's value in `tp`, None if it is empty.
-
-        A checkpoint changelog partition holds one key (its input partition), so its
-        last record is the newest checkpoint; compaction keeps that one.
-        """
+    async def tail(self, tp: TopicPartition, records: int) -> list[bytes]:
+        """The values of the newest `records` records of `tp`, oldest first; fewer if it
+        holds fewer (or compaction left gaps among them)."""
         consumer = self._consumer
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         begin = (await consumer.beginning_offsets([tp]))[tp]
-        if end <= begin:
-            return None
-        value: bytes | None = None
-        consumer.seek(tp, end - 1)
+        start = max(begin, end - records)
+        if end <= start:
+            return []
+        values: list[bytes] = []
+        consumer.seek(tp, start)
         while await consumer.position(tp) < end:
             for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                if record.offset < end:
-                    value = record.value
-        return value
+                if record.offset < end and record.value is not None:
+                    values.append(record.value)
+        return values
 
     async def read(
         self, ranges: dict[TopicPartition, tuple[int, int]]

@@ -131,31 +131,69 @@ class PartitionCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     dedup_ids: list[str]  # the partition's remembered event ids, oldest first
 
 
+class CheckpointPart(msgspec.Struct, array_like=True, frozen=True):
+    """One changelog record of a checkpoint: a checkpoint of any size is cut into parts
+    that each fit a Kafka message, written one after another, and read back whole.
+
+    `round_id` tells the parts of one save from those of another (a save cut short by a
+    crash leaves some parts of its own behind the newest complete one).
+    """
+
+    version: int
+    round_id: int
+    index: int
+    count: int
+    body: bytes
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(PartitionCheckpoint).decode
+_decode_part = msgspec.msgpack.Decoder(CheckpointPart).decode
 
 
 def encode_checkpoint(checkpoint: PartitionCheckpoint) -> bytes:
     return _encode(checkpoint)
 
 
-def newest_ids_within(ids: list[str], budget_bytes: int) -> list[str]:
-    """The newest of `ids` (oldest first) whose encoding in a checkpoint fits `budget_bytes`.
+def checkpoint_parts(
+    checkpoint: PartitionCheckpoint, round_id: int, part_bytes: int
+) -> list[bytes]:
+    """`checkpoint` as changelog records of at most `part_bytes` of body each, in order."""
+    whole = encode_checkpoint(checkpoint)
+    bodies = [whole[start : start + part_bytes] for start in range(0, len(whole), part_bytes)]
+    return [
+        _encode(CheckpointPart(FORMAT_VERSION, round_id, index, len(bodies), body))
+        for index, body in enumerate(bodies)
+    ]
 
-    A busy partition remembers hundreds of thousands of ids, at up to 64 characters each:
-    more than a Kafka message takes along with its plazas' state. A checkpoint then
-    carries the newest ones, and a worker that takes it over catches duplicates of those
-    only. Each id is counted at its UTF-8 length plus
-    the most msgpack adds to a string of up to 64 KiB (3 bytes).
-    """
-    room = budget_bytes - 5  # the list's own header
-    kept = 0
-    for event_id in reversed(ids):
-        room -= len(event_id.encode()) + 3
-        if room < 0:
-            break
-        kept += 1
-    return ids[len(ids) - kept :]
+
+def decode_part(data: bytes) -> CheckpointPart:
+    """Raises CheckpointError for bytes that are not a checkpoint part of this version."""
+    try:
+        part = _decode_part(data)
+    except msgspec.DecodeError as exc:
+        raise CheckpointError(f"not a checkpoint part: {exc}") from exc
+    if part.version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint version {part.version}, not {FORMAT_VERSION}")
+    return part
+
+
+def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
+    """The newest checkpoint all of whose parts are among `records` (changelog values in
+    offset order), or None. Records that are no parts of this version are passed over;
+    a complete set of parts that do not decode raises CheckpointError."""
+    rounds: dict[int, dict[int, CheckpointPart]] = {}
+    for record in reversed(records):
+        try:
+            part = decode_part(record)
+        except CheckpointError:
+            continue
+        rounds.setdefault(part.round_id, {}).setdefault(part.index, part)
+    for parts in rounds.values():  # newest first: dicts keep their insertion order
+        count = next(iter(parts.values())).count
+        if all(index in parts for index in range(count)):
+            return decode_checkpoint(b"".join(parts[index].body for index in range(count)))
+    return None
 
 
 def decode_checkpoint(data: bytes) -> PartitionCheckpoint:

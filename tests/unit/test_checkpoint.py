@@ -7,8 +7,9 @@ import pickle
 import zlib
 from collections import Counter
 
-import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.test_ingest import SOURCE, make_ingest
 from tests.unit.test_validation import raw, transaction
@@ -19,12 +20,13 @@ from tollmon.checkpoint import (
     PartitionCheckpoint,
     PartitionProgress,
     PlazaCheckpoint,
+    checkpoint_parts,
     code_fingerprint,
     decode_checkpoint,
     dumps,
     encode_checkpoint,
     loads,
-    newest_ids_within,
+    newest_complete,
 )
 from tollmon.events import Event, LaneTransaction
 from tollmon.ingest import DeadLetter, Source
@@ -266,18 +268,31 @@ def metrics() -> Metrics:
     return Metrics.create()
 
 
-@pytest.mark.parametrize("budget", [0, 3, 40, 100, 10_000])
-def test_the_newest_ids_are_kept_within_the_budget(budget: int) -> None:
-    ids = [f"tx-{n}-é" for n in range(500)]  # non-ASCII: counted in bytes, not characters
-    kept = newest_ids_within(ids, budget)
-
-    assert kept == ids[len(ids) - len(kept) :]  # the newest, still oldest first
-    assert len(msgspec.msgpack.encode(kept)) <= max(budget, 1)
-    # and no fewer than the budget holds at 3 bytes of overhead per id
-    longest = max(len(i.encode()) for i in ids)
-    assert len(kept) >= min(len(ids), max(0, budget - 5) // (longest + 3))
+def checkpoint_of(ids: list[str]) -> PartitionCheckpoint:
+    return PartitionCheckpoint(version=FORMAT_VERSION, offsets={"t": 9}, plazas=[], dedup_ids=ids)
 
 
-def test_ids_that_fit_are_all_kept() -> None:
-    ids = [f"d{n}" for n in range(1_000)]
-    assert newest_ids_within(ids, len(msgspec.msgpack.encode(ids)) + 3 * len(ids)) == ids
+@given(
+    ids=st.lists(st.text(max_size=64), max_size=300),
+    part_bytes=st.integers(min_value=1, max_value=5_000),
+    cut=st.integers(min_value=0, max_value=10_000),
+)
+def test_the_newest_complete_checkpoint_comes_back_from_its_parts(
+    ids: list[str], part_bytes: int, cut: int
+) -> None:
+    older = checkpoint_of(["older"])
+    newest = checkpoint_of(ids)
+    parts = checkpoint_parts(newest, round_id=2, part_bytes=part_bytes)
+    assert all(len(part) <= part_bytes + 32 for part in parts)
+    records = [*checkpoint_parts(older, round_id=1, part_bytes=part_bytes), *parts]
+    assert newest_complete(records) == newest
+    # A save cut short leaves the one before it.
+    cut_short = records[: len(records) - 1 - cut % len(parts)]
+    assert newest_complete(cut_short) == older
+
+
+def test_records_that_are_no_checkpoint_parts_are_passed_over() -> None:
+    newest = checkpoint_of(["a"])
+    records = [*checkpoint_parts(newest, round_id=7, part_bytes=8), b"\x00 not a part"]
+    assert newest_complete(records) == newest
+    assert newest_complete([b"\x00 not a part"]) is None

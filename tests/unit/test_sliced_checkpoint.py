@@ -16,7 +16,7 @@ from detectors.queue import QueueEstimate
 from streams.checkpoint import Checkpoints, InputMessage
 from tests.unit.input_messages import InputRecord
 from tests.unit.test_take_over import PARTITION, TX, FakeLog, FakeReader, FakeWriter
-from tollmon.checkpoint import CheckpointPolicy, decode_checkpoint
+from tollmon.checkpoint import CheckpointPolicy, newest_complete
 from tollmon.events import Event, encode
 from tollmon.ingest import DeadLetter, Ingest, Source
 from tollmon.metrics import Metrics
@@ -122,7 +122,7 @@ def test_a_round_spread_over_batches_restores_the_uninterrupted_state(
     network: Network, events: list[Event]
 ) -> None:
     values = [encode(event) for event in events]
-    log = FakeLog(None, {TX: 0}, {TX: len(values)}, values=values)
+    log = FakeLog([], {TX: 0}, {TX: len(values)}, values=values)
 
     uninterrupted = Worker(network, log, every_events=10**9)
     killed = Worker(network, log, every_events=1_000)
@@ -134,13 +134,14 @@ def test_a_round_spread_over_batches_restores_the_uninterrupted_state(
             await killed.batch(records(values, start, start + BATCH))
 
     asyncio.run(run())
-    saved = decode_checkpoint(killed.writer.values[-1])
+    saved = newest_complete(killed.writer.values)
+    assert saved is not None
     plaza_offsets = {plaza.offsets[TX] for plaza in saved.plazas}
     # The round took a batch per plaza: each holds input up to offsets of its own.
     assert len(plaza_offsets) == len(PLAZAS)
     assert saved.offsets[TX] < min(plaza_offsets) < max(plaza_offsets) < CUT
 
-    log.checkpoint = killed.writer.values[-1]
+    log.changelog = killed.writer.values
     log.committed = {TX: CUT}
     successor = Worker(network, log, every_events=10**9)
     asyncio.run(_rest(successor, values))

@@ -4,11 +4,11 @@ what the group committed past it; a later gap is read back the same way."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import pytest
 from aiokafka import TopicPartition
 
 from streams.checkpoint import (
@@ -24,8 +24,8 @@ from tollmon.checkpoint import (
     CheckpointPolicy,
     PartitionCheckpoint,
     PlazaCheckpoint,
-    decode_checkpoint,
-    encode_checkpoint,
+    checkpoint_parts,
+    newest_complete,
 )
 from tollmon.metrics import Metrics
 from tollmon.network import Network
@@ -33,13 +33,14 @@ from tollmon.pipeline import Pipeline
 
 TX, STATUS = "tx", "status"
 PARTITION = 3
+ROUND_IDS = itertools.count(1)
 
 
 @dataclass
 class FakeLog:
-    """The Kafka side: a changelog record, the group's commits and the input log."""
+    """The Kafka side: the changelog partition, the group's commits and the input log."""
 
-    checkpoint: bytes | None
+    changelog: list[bytes]  # its records' values, oldest first
     committed: dict[str, int]
     inputs: dict[str, int]  # records 0..n-1 per input topic, all of PARTITION
     consumers: list[str] = field(default_factory=list)  # how each consumer was opened
@@ -69,9 +70,9 @@ class OpenFake:
         assert self._with_group, "committed offsets need the group id"
         return {tp: self._log.committed[tp.topic] for tp in tps}
 
-    async def latest(self, tp: TopicPartition) -> bytes | None:
+    async def tail(self, tp: TopicPartition, records: int) -> list[bytes]:
         assert tp == TopicPartition("changelog", PARTITION)
-        return self._log.checkpoint
+        return self._log.changelog[-records:]
 
     async def read(
         self, ranges: dict[TopicPartition, tuple[int, int]]
@@ -90,10 +91,10 @@ class FakeWriter:
         self.values: list[bytes] = []
 
     async def write(
-        self, topic: str, partition: int, key: bytes, value: bytes, _: Callable[[], bool]
+        self, topic: str, partition: int, records: list[tuple[bytes, bytes]], _: Callable[[], bool]
     ) -> bool:
         self.saved.append(partition)
-        self.values.append(value)
+        self.values.extend(value for _, value in records)
         return True
 
 
@@ -118,12 +119,13 @@ def saved_at(
     offsets: dict[str, int],
     dedup_ids: Sequence[str] = (),
     plazas: Sequence[PlazaCheckpoint] = (),
-) -> bytes:
-    return encode_checkpoint(
-        PartitionCheckpoint(
-            version=FORMAT_VERSION, offsets=offsets, plazas=list(plazas), dedup_ids=list(dedup_ids)
-        )
+    part_bytes: int = MAX_CHECKPOINT_BYTES,
+) -> list[bytes]:
+    """The changelog records of one checkpoint."""
+    checkpoint = PartitionCheckpoint(
+        version=FORMAT_VERSION, offsets=offsets, plazas=list(plazas), dedup_ids=list(dedup_ids)
     )
+    return checkpoint_parts(checkpoint, round_id=next(ROUND_IDS), part_bytes=part_bytes)
 
 
 def plaza_saved_at(network: Network, offsets: dict[str, int]) -> PlazaCheckpoint:
@@ -166,7 +168,7 @@ def test_a_take_over_reads_checkpoint_commits_and_read_back_through_one_consumer
 def test_a_take_over_without_a_checkpoint_starts_at_the_commits_and_reads_nothing_back(
     network: Network,
 ) -> None:
-    log = FakeLog(None, {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
+    log = FakeLog([], {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
     store, _ = checkpoints(network, log)
 
     handled = admit_all(store, [InputRecord(TX, PARTITION, 8), InputRecord(STATUS, PARTITION, 2)])
@@ -178,7 +180,7 @@ def test_a_take_over_without_a_checkpoint_starts_at_the_commits_and_reads_nothin
 def test_offsets_never_delivered_are_read_back_by_a_consumer_outside_the_group(
     network: Network,
 ) -> None:
-    log = FakeLog(None, {TX: 8, STATUS: 2}, {TX: 20, STATUS: 3})
+    log = FakeLog([], {TX: 8, STATUS: 2}, {TX: 20, STATUS: 3})
     store, _ = checkpoints(network, log)
 
     handled = admit_all(store, [InputRecord(TX, PARTITION, 8), InputRecord(TX, PARTITION, 11)])
@@ -187,33 +189,37 @@ def test_offsets_never_delivered_are_read_back_by_a_consumer_outside_the_group(
     assert log.consumers == ["with the group", "without a group"]
 
 
-def test_a_dedup_memory_over_the_message_limit_is_saved_newest_first(network: Network) -> None:
+def test_a_checkpoint_over_the_message_limit_goes_in_parts_and_comes_back_whole(
+    network: Network,
+) -> None:
     remembered = [f"tx-{n:05d}" for n in range(5_000)]  # 9 bytes each, 45 kB in all
-    log = FakeLog(saved_at({TX: 8, STATUS: 2}, remembered), {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3})
-    limit = CHECKPOINT_HEADROOM_BYTES + 20_000
+    limit = CHECKPOINT_HEADROOM_BYTES + 10_000
+    log = FakeLog(
+        saved_at({TX: 8, STATUS: 2}, remembered, part_bytes=10_000),
+        {TX: 9, STATUS: 3},
+        {TX: 10, STATUS: 3},
+    )
     store, writer = checkpoints(network, log, max_bytes=limit)
 
     admit_all(store, [InputRecord(TX, PARTITION, 9)])
 
-    [saved] = writer.values
-    assert len(saved) <= limit - CHECKPOINT_HEADROOM_BYTES
-    kept = decode_checkpoint(saved).dedup_ids
-    assert 1_000 < len(kept) < len(remembered)
-    assert kept == remembered[len(remembered) - len(kept) :]
+    assert len(writer.values) >= 5
+    assert all(len(part) <= limit - CHECKPOINT_HEADROOM_BYTES + 64 for part in writer.values)
+    resaved = newest_complete(writer.values)
+    assert resaved is not None
+    assert resaved.dedup_ids == remembered
 
 
-def test_a_partition_whose_plazas_alone_are_over_the_limit_is_not_saved_and_still_served(
-    network: Network, caplog: pytest.LogCaptureFixture
-) -> None:
-    saved = saved_at({TX: 8, STATUS: 2}, plazas=[plaza_saved_at(network, {TX: 8, STATUS: 2})])
-    log = FakeLog(saved, {TX: 9, STATUS: 3}, {TX: 10, STATUS: 3})
-    store, writer = checkpoints(network, log, max_bytes=CHECKPOINT_HEADROOM_BYTES + 4)
+def test_a_save_cut_short_leaves_the_one_before_it_to_restore(network: Network) -> None:
+    complete = saved_at({TX: 4, STATUS: 1}, part_bytes=16)
+    cut_short = saved_at({TX: 7, STATUS: 2}, part_bytes=16)
+    assert len(cut_short) > 1
+    log = FakeLog([*complete, *cut_short[:-1]], {TX: 8, STATUS: 2}, {TX: 9, STATUS: 3})
+    store, _ = checkpoints(network, log)
 
-    handled = admit_all(store, [InputRecord(TX, PARTITION, 9)])
+    handled = admit_all(store, [InputRecord(TX, PARTITION, 8)])
 
-    assert handled == [(TX, 9)]
-    assert writer.saved == []
-    assert "more partitions" in caplog.text
+    assert handled == [(TX, 5), (TX, 6), (TX, 7), (TX, 8)]
 
 
 def test_events_a_restored_plaza_already_holds_reach_it_as_covered_until_passed(
