@@ -189,6 +189,7 @@ class ApproachEstimator:
             self._tau_ms = 0
         self._tau_samples: deque[int] = deque(maxlen=TAU_SAMPLES)
         self._pending: list[_Departure] = []
+        self._pending_ts = -1  # the newest departure time among them
         # Per departure: its delay (s) and its lane type (an index into LANE_TYPES).
         self._delays = TimedSeries("db")
         self._delay_sum_s = 0.0
@@ -266,9 +267,14 @@ class ApproachEstimator:
     ) -> None:
         """A vehicle leaving a barrier (a lane transaction)."""
         self._close_before(ts_ms)
-        self._pending.append(
-            (ts_ms, lane_id, payment, result, vehicle_class, service_ms, plate_hash)
-        )
+        pending = self._pending
+        if pending and ts_ms > self._pending_ts:
+            # Events come in time order, so every departure before this one is in: take
+            # them now, not all at the next boundary, where every plaza's would fall due
+            # at once. Those of one time wait for this, as they are taken in a fixed order.
+            self._take_pending()
+        pending.append((ts_ms, lane_id, payment, result, vehicle_class, service_ms, plate_hash))
+        self._pending_ts = max(self._pending_ts, ts_ms)
 
     def on_lane_status(self, ts_ms: int, lane_id: str, state: LaneState) -> None:
         """A lane opened, closed or faulted; boundaries from ts_ms on see the new lane count."""
@@ -299,10 +305,7 @@ class ApproachEstimator:
 
     def _close(self, b: int) -> None:
         if self._pending:
-            self._pending.sort(key=_departure_order)
-            for departure in self._pending:
-                self._process_departure(*departure)
-            self._pending.clear()
+            self._take_pending()
         self._prune(b)
         cfg = self.config
         open_lanes = self._open_lanes
@@ -340,6 +343,17 @@ class ApproachEstimator:
         )
         self._out_estimates.append(estimate)
         self._alert_step(estimate, b)
+
+    def _take_pending(self) -> None:
+        pending = self._pending
+        if len(pending) > 1:
+            # A late departure goes into its place, and those of one time in a fixed order:
+            # the order the feed happened to deliver them in must not change ranks.
+            pending.sort(key=_departure_order)
+        for departure in pending:
+            self._process_departure(*departure)
+        pending.clear()
+        self._pending_ts = -1
 
     def _prune(self, b: int) -> None:
         self._arrivals.prune(b)
