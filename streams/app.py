@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +16,8 @@ from streams.changelog import ChangelogWriter
 from streams.checkpoint import CHANGELOG, MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
 from streams.emitter import Emitter, Headers
 from streams.heap import HeapFreezer
-from streams.inputs import input_consumer_client
-from streams.topics import Topics
+from streams.inputs import ensure_topics, input_consumer_client
+from streams.topics import Topics, agent_topics
 from streams.weighing_agents import register_weighing_agents
 from tollmon.alerting import AlertBook
 from tollmon.checkpoint import CheckpointPolicy
@@ -204,6 +205,12 @@ class AppProducer:
         """
         if self._producer is not None:  # nothing was sent through here yet
             await self._producer._ensure_producer().flush()
+
+
+def create_agent_topics(settings: Settings) -> None:
+    """Create the weighing agents' topics that do not exist yet (see `agent_topics`)."""
+    options = KafkaSecurity().kafka_python_options()
+    asyncio.run(ensure_topics(settings.kafka_bootstrap, options, agent_topics(settings)))
 
 
 def make_worker(app: faust.App, log_level: str) -> faust.Worker:

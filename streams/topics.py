@@ -18,6 +18,20 @@ BY_PASS_TOPIC = "toll.weigh.by_pass"
 PAIRS_TOPIC = "toll.weigh.pairs"
 
 
+def agent_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
+    """The weighing agents' topics, name → (partitions, configuration), as `declare` makes them.
+
+    A worker creates them before Faust subscribes (`streams.app.create_agent_topics`):
+    Faust creates them itself just before, but a topic the broker's metadata does not
+    show yet is left out of the group's assignment until the next metadata refresh,
+    minutes later; the pairs topic was, on a first start, and no pair was assessed.
+    """
+    return {
+        settings.topic(BY_PASS_TOPIC): (settings.partitions, {}),
+        settings.topic(PAIRS_TOPIC): (1, {}),
+    }
+
+
 @dataclass(frozen=True)
 class Topics:
     """Topic handles bound to one Faust app.

@@ -32,12 +32,13 @@ err = Console(stderr=True)
 @app.command()
 def worker() -> None:
     """Run a stream worker (settings from TOLLMON_* environment variables)."""
-    from streams.app import create_app, make_worker
+    from streams.app import create_agent_topics, create_app, make_worker
     from tollmon.network import load_network
     from tollmon.settings import Settings
 
     settings = Settings()
     network = load_network(settings.network_file)
+    create_agent_topics(settings)
     faust_app = create_app(settings, network)
     make_worker(faust_app, settings.log_level).execute_from_commandline()
 

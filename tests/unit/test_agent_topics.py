@@ -1,0 +1,28 @@
+"""The weighing agents' topics are created before Faust subscribes, as Faust declares them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+import pytest
+
+from streams.topics import Topics, agent_topics
+from tollmon.settings import Settings
+
+
+@pytest.mark.parametrize("prefix", ["", "t1."])
+def test_the_topics_created_ahead_are_the_agents_topics_as_declared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("TOLLMON_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("TOLLMON_PARTITIONS", "6")
+    settings = Settings()
+    app = faust.App("t", broker="kafka://localhost:9092", store="memory://", datadir=tmp_path)
+    topics = Topics.declare(app, settings)
+
+    declared = {
+        topic.get_topic_name(): (topic.partitions, {}) for topic in (topics.by_pass, topics.pairs)
+    }
+    assert agent_topics(settings) == declared
+    assert declared[f"{prefix}toll.weigh.by_pass"] == (6, {})
