@@ -12,7 +12,7 @@ import importlib
 import io
 import pickle
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
@@ -169,13 +169,7 @@ def checkpoint_parts(
 
 def decode_part(data: bytes) -> CheckpointPart:
     """Raises CheckpointError for bytes that are not a checkpoint part of this version."""
-    try:
-        part = _decode_part(data)
-    except msgspec.DecodeError as exc:
-        raise CheckpointError(f"not a checkpoint part: {exc}") from exc
-    if part.version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint version {part.version}, not {FORMAT_VERSION}")
-    return part
+    return _versioned(_decode_part, data, "checkpoint part")
 
 
 def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
@@ -198,13 +192,20 @@ def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
 
 def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
     """Raises CheckpointError for bytes that are not a checkpoint of this version."""
+    return _versioned(_decode, data, "checkpoint")
+
+
+V = TypeVar("V", CheckpointPart, PartitionCheckpoint)
+
+
+def _versioned(decode: Callable[[bytes], V], data: bytes, what: str) -> V:
     try:
-        checkpoint = _decode(data)
+        value = decode(data)
     except msgspec.DecodeError as exc:
-        raise CheckpointError(f"not a checkpoint: {exc}") from exc
-    if checkpoint.version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint version {checkpoint.version}, not {FORMAT_VERSION}")
-    return checkpoint
+        raise CheckpointError(f"not a {what}: {exc}") from exc
+    if value.version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint version {value.version}, not {FORMAT_VERSION}")
+    return value
 
 
 @dataclass(frozen=True)
