@@ -253,7 +253,7 @@ class Checkpoints:
             self._ingest.dedup_ids(partition),
             sorted(self._plazas.get(partition, ()), reverse=True),
         )
-        self._spent(round_, started)
+        self._spent(started)
         return round_
 
     def _encode_some(self, round_: _Round, *, all_now: bool = False) -> bool:
@@ -265,20 +265,18 @@ class Checkpoints:
             plaza_id = round_.todo.pop()
             state = self._pipeline.snapshot([plaza_id])
             round_.plazas.append(PlazaCheckpoint(plaza_id, offsets, state))
-            self._spent(round_, started)
+            self._spent(started)
         return not round_.todo
 
     def _finish(self, round_: _Round) -> list[tuple[bytes, bytes]]:
         """The round's changelog records."""
         started = self._timer()
         records = self._encode(round_)
-        self._spent(round_, started)
+        self._spent(started)
         return records
 
-    def _spent(self, round_: _Round, started: float) -> None:
-        cost_s = self._timer() - started
-        round_.cost_s += cost_s
-        self._credit_s -= cost_s
+    def _spent(self, started: float) -> None:
+        self._credit_s -= self._timer() - started
 
     def _stored(self, done: asyncio.Future[None]) -> None:
         self._storing = None
@@ -451,7 +449,6 @@ class _Round:
     dedup_ids: list[str]  # the partition's dedup memory then
     todo: list[str]  # plazas still to encode, the next last
     plazas: list[PlazaCheckpoint] = field(default_factory=list)
-    cost_s: float = 0.0  # event-loop time spent on it
 
 
 def _key(partition: int, part: int) -> bytes:
