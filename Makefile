@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: install stack-up stack-down stack-status lint test test-unit test-integration faults demo validate dashboards bench clean
+.PHONY: install native stack-up stack-down stack-status lint test test-unit test-integration faults demo validate dashboards bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The hot path compiled with mypyc (tollmon/native.py): built once per source state into
+# .cache/native/, used only while it matches the source. TOLLMON_NATIVE=0 skips it.
+native: install
+ifneq ($(TOLLMON_NATIVE),0)
+	$(BIN)/python tools/native.py build
+endif
 
 stack-up: install
 	tools/stack.sh up
@@ -33,30 +40,30 @@ lint: install
 	$(BIN)/mypy
 
 # promtool and amtool (rule and routing tests) come with the stack's Debian packages.
-test-unit: stack-up
+test-unit: native stack-up
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: stack-up
+test-integration: native stack-up
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # The whole suite: lint, types, unit, validation (short) and integration tests.
-test: lint stack-up
+test: lint native stack-up
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 # The fault suite (tests/faults) with its long cases (marked slow); the short ones also
 # run in `make test`. Prints the fault table at the end (docs/operations.md).
-faults: stack-up
+faults: native stack-up
 	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
-validate: install
+validate: native
 	$(BIN)/pytest -m slow tests/validation $(PYTEST_ARGS)
 
-demo: stack-up
+demo: native stack-up
 	tools/demo.sh
 
 # The plaza rating against the local broker (about 15 minutes); rewrites docs/benchmarks.md.
 # BENCH_ARGS=--quick for a short run; --help for the knobs.
-bench: stack-up
+bench: native stack-up
 	$(BIN)/python -m benchmarks.plaza_rating $(BENCH_ARGS)
 
 # Regenerate the Grafana dashboards' JSON from dashboards/generate.py.

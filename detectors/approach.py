@@ -6,12 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mypy_extensions import mypyc_attr
+
 from detectors.congestion import CongestionThresholds
 from tollmon.events import Direction, Payment, TxResult
 
 LaneType = Literal["ETC", "MTC", "MIXED"]
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class VehicleLengths:
     """Queue metres per vehicle (length plus gap) by JT/T 489 class letter K, H, Z."""
@@ -40,6 +43,7 @@ class VehicleLengths:
         return self.passenger_m
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ServiceTimes:
     """Typical barrier service seconds by lane type, for departures that do not report it."""
@@ -59,6 +63,7 @@ class ServiceTimes:
         return {"ETC": self.etc_s, "MTC": self.mtc_s}.get(lane_type, self.mixed_s)
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class ApproachConfig:
     """What the estimator needs to know about one plaza direction."""

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from mypy_extensions import mypyc_attr
+
 from detectors.alerts import Alert, EvidenceValue, Severity, new_alert
 
 Transition = Literal["raise", "upgrade", "resolve"]
@@ -15,6 +17,7 @@ _LEVEL_NAMES_ZH = ("畅通", "繁忙", "拥堵", "严重拥堵")
 _DIRECTION_ZH = {"entry": "入口", "exit": "出口"}
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class CongestionThresholds:
     """The §4.1 level and alert thresholds; field names match the network's `thresholds`."""
@@ -62,6 +65,7 @@ def lanes_needed(arrivals_per_min: float, mean_service_s: float, target_utilisat
     return lanes
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class LaneRecommendation:
     """How many lanes the measured demand needs and how many more to open."""
@@ -119,6 +123,7 @@ def recommend_lanes(
     )
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class CongestionHysteresis:
     """Raise after level ≥ 2 is held, upgrade to critical at 3, resolve after level ≤ 1 is held."""
 

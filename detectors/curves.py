@@ -5,6 +5,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 
+from mypy_extensions import mypyc_attr
+
 # Compact the backing array once this many entries, and an eighth of them, have been
 # pruned off the front: at most an eighth of the storage holds forgotten units.
 _COMPACT_AFTER = 1024
@@ -12,6 +14,7 @@ _COMPACT_AFTER = 1024
 _MAX_OFFSET = 2**31 - 1
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class CumulativeCurve:
     """A non-decreasing step curve of counts over time, forgetting units older than a horizon.
 

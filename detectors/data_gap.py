@@ -21,11 +21,14 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from detectors.alerts import Alert, new_alert
 
 _BUCKETS = 60
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class DataGapConfig:
     """Thresholds of DATA_GAP; `silence_s` is SPEC.md §4.2's 10 minutes."""

@@ -35,6 +35,7 @@ from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
 from scipy.stats import binomtest
 
 from detectors.alerts import Alert, EvidenceValue, new_alert
@@ -46,6 +47,7 @@ LaneKey = tuple[str, str, str]
 DIRECTION_ZH: Mapping[str, str] = {"entry": "入口", "exit": "出口"}
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class EtcHealthConfig:
     """Thresholds of ETC_LANE_DEGRADED; the defaults are those of SPEC.md §4.2."""
@@ -71,6 +73,7 @@ class EtcHealthConfig:
         return self.p_value / self.window_attempts
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class _AttemptWindow:
     """A lane's last attempts as a ring of `ts_ms * 2 + failed`, oldest first.
 
@@ -116,6 +119,7 @@ class _AttemptWindow:
         return -removed, -removed_failures
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class _Lane:
     direction: Direction
@@ -128,6 +132,7 @@ class _Lane:
     clear_attempts: int = 0
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class _Plaza:
     config: EtcHealthConfig
@@ -139,6 +144,7 @@ class _Plaza:
     next_sweep_ms: int = 0
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class _Verdict:
     attempts: int
@@ -180,6 +186,7 @@ def _binom_pmf(k: int, n: int, p: float) -> float:
     return math.exp(log_pmf)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class EtcHealthMonitor:
     """Watches every lane's ETC failure ratio and raises/resolves ETC_LANE_DEGRADED."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from detectors.series import TimedSeries
 
 # Utilisation measured at 1 means a lane never idled in the window: the queue behind it is
@@ -30,6 +32,7 @@ def mg1_queue(
     return queue, queue / (rho / mean_service_s)
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class LaneLoad:
     """One lane's recent departures: throughput, service moments and utilisation."""
@@ -40,6 +43,7 @@ class LaneLoad:
     utilisation: float
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class LaneServiceWindow:
     """Departures of one lane over a sliding event-time window, with running service sums."""
 

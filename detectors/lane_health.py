@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
+from mypy_extensions import mypyc_attr
+
 from detectors.alerts import Alert
 from detectors.data_gap import DataGapConfig, DataGapMonitor
 from detectors.etc_health import EtcHealthConfig, EtcHealthMonitor, LaneKey, lane_subject
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class LaneHealth:
     """ETC health and stall detection for many plazas, fed events in arrival order."""
 

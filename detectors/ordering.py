@@ -28,6 +28,8 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from tollmon.events import ApproachDetection, Event, LaneStatus, LaneTransaction
 
 # Same-timestamp events are taken in this order: a lane opens before its
@@ -36,12 +38,14 @@ _RANK: dict[type, int] = {LaneStatus: 0, ApproachDetection: 1, LaneTransaction: 
 _BLOCKING = (ApproachDetection, LaneTransaction)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class _Source:
     watermark: int
     last_seen_s: float | None  # None: expected, not heard from yet
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class EventTimeMerger:
     """Reorders one plaza's events; `push` and `release` return the events now safe to use.
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-import msgspec
+from mypy_extensions import mypyc_attr
 
 from detectors.alerts import Alert, EvidenceValue
 from detectors.approach import ApproachConfig, LaneType, ServiceTimes, VehicleLengths
@@ -36,19 +36,17 @@ from detectors.congestion import (
     recommend_lanes,
 )
 from detectors.curves import CumulativeCurve
+from detectors.estimates import Method, QueueEstimate
 from detectors.headway import LaneLoad, LaneServiceWindow, headway_queue
 from detectors.series import TimedSeries
 from tollmon.events import (
     ApproachDetection,
-    Direction,
     LaneState,
     LaneStatus,
     LaneTransaction,
     Payment,
     TxResult,
 )
-
-Method = Literal["input_output", "headway"]
 
 __all__ = [
     "ApproachConfig",
@@ -103,23 +101,6 @@ HEADWAY_MIN_SPAN_S = 60.0
 LANE_WINDOW_MS = 120_000
 
 
-class QueueEstimate(msgspec.Struct, frozen=True, kw_only=True):
-    """One approach's queue and wait at one 5 s boundary of event time."""
-
-    ts: int
-    plaza_id: str
-    direction: Direction
-    queue_veh: float
-    queue_m: float
-    wait_s: float
-    arrivals_per_min: float
-    departures_per_min: float
-    open_lanes: int
-    level: int
-    spillback: bool
-    method: Method
-
-
 class Emitted(NamedTuple):
     """What one `advance` produced, in event-time order."""
 
@@ -153,6 +134,7 @@ def plate_key(plate_hash: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class ApproachEstimator:
     """Queue-and-wait state of one approach; feed events in ts order, collect with `advance`."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 # Delete the dropped front of the arrays once it is at least this long and half of them.
 _COMPACT_AFTER = 64
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class TimedSeries:
     """Samples appended in event-time order and dropped off the front.
 
@@ -36,12 +39,16 @@ class TimedSeries:
         """The samples' times, at the same positions as `columns`."""
         return self._ts
 
-    def append(self, ts_ms: int, value: float) -> None:
-        """Add a sample to a series of one column."""
+    def append(self, ts_ms: int, value: int | float) -> None:
+        """Add a sample to a series of one column.
+
+        `int | float`, not `float`: compiled, a `float` parameter turns an int into a
+        float, which an integer column ("q") refuses.
+        """
         self._ts.append(ts_ms)
         self.columns[0].append(value)
 
-    def append2(self, ts_ms: int, first: float, second: float) -> None:
+    def append2(self, ts_ms: int, first: int | float, second: int | float) -> None:
         """Add a sample to a series of two columns (spelled out: this is per vehicle)."""
         self._ts.append(ts_ms)
         columns = self.columns

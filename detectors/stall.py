@@ -19,11 +19,14 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from detectors.alerts import Alert, EvidenceValue, Severity, new_alert
 from detectors.etc_health import DIRECTION_ZH, LaneKey, lane_subject
 from tollmon.events import LaneStatus, LaneTransaction
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class StallConfig:
     """Thresholds of LANE_STALLED; `silence_s` is SPEC.md §4.2's 120 s."""
@@ -34,6 +37,7 @@ class StallConfig:
     critical_after_s: float = 600.0
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class _Lane:
     direction: str
@@ -45,6 +49,7 @@ class _Lane:
     scheduled_ms: int | None = None  # due time of this lane's live heap entry
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class _Approach:
     queue_veh: float = 0.0
@@ -52,6 +57,7 @@ class _Approach:
     lanes: dict[str, _Lane] = field(default_factory=dict)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 @dataclass(slots=True)
 class _Plaza:
     config: StallConfig
@@ -62,6 +68,7 @@ class _Plaza:
     due: list[tuple[int, int, str, str]] = field(default_factory=list)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class LaneStallMonitor:
     """Raises LANE_STALLED for open lanes without departures while a queue waits."""
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from tollmon import native
 from tollmon.errors import TollmonError
 
 # Bumped whenever a checkpoint changes shape: an older one is then ignored.
@@ -66,7 +67,8 @@ def code_fingerprint() -> bytes:
 
     Pickled state only fits the classes that made it: a checkpoint saved by other
     detector code (an upgrade, a rollback) is refused as a whole rather than restored
-    into objects that lack or misread attributes.
+    into objects that lack or misread attributes. Compiled and plain classes pickle
+    their state differently, so the same source counts as other code once compiled.
     """
     root = Path(__file__).resolve().parent.parent
     sources = [
@@ -74,7 +76,7 @@ def code_fingerprint() -> bytes:
         root / "tollmon" / "pipeline.py",
         root / "tollmon" / "events.py",
     ]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"compiled" if native.is_compiled() else b"plain")
     for source in sources:
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.digest()[:8]

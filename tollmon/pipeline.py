@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from detectors.alerts import Alert
 from detectors.approach import ApproachConfig
 from detectors.data_gap import DataGapConfig, DataGapMonitor
@@ -50,6 +52,7 @@ class Outputs:
         return bool(self.estimates or self.alerts or self.etc_ratios)
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class PipelineConfig:
     """Ordering knobs: live runs want short holds, replays exact order."""
@@ -60,6 +63,7 @@ class PipelineConfig:
     data_gap: DataGapConfig | None = None  # None: silence from the network's thresholds
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class PlazaSpec:
     """What a plaza's detectors are built from; a checkpoint made under another spec is dropped."""
@@ -71,6 +75,7 @@ class PlazaSpec:
     open_lanes: tuple[LaneKey, ...]
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class PlazaState:
     """Every detector state of one plaza: the unit a checkpoint saves and restores."""
 
