@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from tollmon.tallies import BatchHistogram, TallyCounter
+from tollmon.tallies import BatchHistogram, TallyCounter, TallyGauge
 
 _APPROACH = ("plaza", "direction")
 
@@ -28,10 +28,10 @@ class Metrics:
     wait_seconds: Gauge
     congestion_level: Gauge
     open_lanes: Gauge
-    arrivals: Counter
-    lane_transactions: Counter
-    etc_failure_ratio: Gauge
-    weighings: Counter
+    arrivals: TallyCounter
+    lane_transactions: TallyCounter
+    etc_failure_ratio: TallyGauge
+    weighings: TallyCounter
     weight_pairs: Counter
     scale_bias_ratio: Gauge
     scale_bias_stderr_ratio: Gauge
@@ -69,21 +69,27 @@ class Metrics:
                 "tollmon_congestion_level", "0 free, 1 busy, 2 congested, 3 severe", _APPROACH
             ),
             open_lanes=gauge("tollmon_open_lanes", "Lanes open on the approach", _APPROACH),
-            arrivals=counter(
-                "tollmon_arrivals", "Vehicles counted by approach detectors", _APPROACH
+            # Per event (or per transaction): lock-free, see tollmon/tallies.py.
+            arrivals=TallyCounter(
+                "tollmon_arrivals", "Vehicles counted by approach detectors", _APPROACH, reg
             ),
-            lane_transactions=counter(
+            lane_transactions=TallyCounter(
                 "tollmon_lane_transactions",
                 "Vehicles leaving a lane barrier",
                 ("plaza", "direction", "lane", "payment", "result"),
+                reg,
             ),
-            etc_failure_ratio=gauge(
+            etc_failure_ratio=TallyGauge(
                 "tollmon_etc_failure_ratio",
                 "ETC failure ratio over the lane's recent ETC attempts",
                 ("plaza", "direction", "lane"),
+                reg,
             ),
-            weighings=counter(
-                "tollmon_weighings", "Vehicles weighed", ("plaza", "scale", "station", "quality")
+            weighings=TallyCounter(
+                "tollmon_weighings",
+                "Vehicles weighed",
+                ("plaza", "scale", "station", "quality"),
+                reg,
             ),
             weight_pairs=counter(
                 "tollmon_weight_pairs",

@@ -205,7 +205,7 @@ class Pipeline:
 
     def _detect(self, plaza: PlazaState, events: Iterable[Event], out: Outputs) -> None:
         for event in events:
-            if isinstance(event, ApproachDetection | LaneTransaction | LaneStatus):
+            if isinstance(event, (ApproachDetection, LaneTransaction, LaneStatus)):
                 estimator = plaza.estimators.get(event.direction)
                 if estimator is not None:
                     estimator.observe(event)
@@ -218,7 +218,7 @@ class Pipeline:
                     out.etc_ratios.append(((event.plaza_id, event.direction, event.lane_id), ratio))
             elif isinstance(event, LaneStatus):
                 out.alerts.extend(plaza.stall.on_lane_status(event))
-            if isinstance(event, WeighMeasurement | LaneTransaction):
+            if isinstance(event, (WeighMeasurement, LaneTransaction)):
                 self._join_overload(plaza, event, out)
             quiet_until = plaza.quiet_until_ms
             if quiet_until is None or event.ts > quiet_until:
