@@ -20,6 +20,7 @@ from benchmarks.kafka_io import PARTITIONS, ConsumeRate
 from benchmarks.state_growth import StateGrowth
 from benchmarks.synthetic import DETECTOR, LANES, TRUCK_LANES, Demand
 from benchmarks.trials import CATCH_UP_S, TAIL_S, WARM_UP_S, DrainResult, LiveResult
+from tollmon import native
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -107,6 +108,9 @@ def machine_info(repo: Path) -> dict[str, str]:
         "memory": f"{int(meminfo.group(1)) / (1 << 20):.1f} GiB" if meminfo else "unknown",
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
+        # The workers import the same source with the same environment, so the same build.
+        "hot path": native.status(),
+        "mypy (mypyc)": version("mypy"),
         "kafka": f"{kafka.group(1)} (KRaft, single node)" if kafka else "unknown",
         "faust-streaming": version("faust-streaming"),
         "aiokafka": version("aiokafka"),
