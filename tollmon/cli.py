@@ -33,9 +33,11 @@ err = Console(stderr=True)
 def worker() -> None:
     """Run a stream worker (settings from TOLLMON_* environment variables)."""
     from streams.app import create_agent_topics, create_app, make_worker
+    from tollmon import native
     from tollmon.network import load_network
     from tollmon.settings import Settings
 
+    typer.echo(f"tollmon worker: detectors {native.status()}", err=True)
     settings = Settings()
     network = load_network(settings.network_file)
     create_agent_topics(settings)

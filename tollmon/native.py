@@ -46,6 +46,7 @@ COMPILED = (
 )
 # The shared library's name: `<group>__mypyc`, at the top of the build folder.
 GROUP = "tollmon_native"
+DIGEST_LENGTH = 16
 
 
 class _Activation:
@@ -60,20 +61,20 @@ _activation = _Activation()
 
 
 def source_digest(root: Path = ROOT) -> str:
-    """Every source a compiled module could be typed against, with the compiler and ABI.
+    """Every source a compiled module could be typed against, and the interpreter's ABI.
 
     mypyc inlines facts of the modules it imports (Final constants, class layouts), so
-    all of both packages count, not only the compiled files.
+    all of both packages count, not only the compiled files. The compiler is not part of
+    it: a build carries its own runtime, so running one needs no mypy installed; `build`
+    replaces a build made by another compiler version.
     """
-    from mypy.version import __version__ as mypy_version
-
     digest = hashlib.sha256()
-    digest.update(f"{mypy_version}\0{sysconfig.get_config_var('SOABI')}\0".encode())
+    digest.update(f"{sysconfig.get_config_var('SOABI')}\0".encode())
     digest.update("\0".join(COMPILED).encode())
     for package in PACKAGES:
         for source in sorted((root / package).glob("*.py")):
             digest.update(f"{package}/{source.name}\0".encode() + source.read_bytes())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:DIGEST_LENGTH]
 
 
 def build_dir(root: Path = ROOT) -> Path:
@@ -93,11 +94,7 @@ def activate() -> None:
     if os.environ.get("TOLLMON_NATIVE", "1") == "0":
         state.reason = "TOLLMON_NATIVE=0"
         return
-    try:
-        build = build_dir()
-    except ImportError:  # mypy is a build tool: a runtime without it runs plain Python
-        state.reason = "mypy is not installed"
-        return
+    build = build_dir()
     if not (build / "complete").exists():
         state.reason = "no build for this source (make native)"
         return
@@ -126,11 +123,14 @@ def build(root: Path = ROOT, jobs: int | None = None) -> Path:
     Built in a temporary folder and renamed into place, so an interrupted build is never
     taken for a complete one.
     """
-    target = build_dir(root)
-    if (target / "complete").exists():
-        return target
+    from mypy.version import __version__ as compiler
     from mypyc.build import mypycify
     from setuptools import Distribution  # type: ignore[import-untyped]
+
+    target = build_dir(root)
+    complete = target / "complete"
+    if complete.exists() and complete.read_text().strip() == f"mypyc {compiler}":
+        return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
@@ -146,10 +146,17 @@ def build(root: Path = ROOT, jobs: int | None = None) -> Path:
         dist.run_command("build_ext")
     finally:
         os.chdir(cwd)
-    (work / "lib" / "complete").write_text(source_digest(root) + "\n")
-    if target.exists():  # built meanwhile by another process: keep that one
-        shutil.rmtree(work)
-        return target
+    (work / "lib" / "complete").write_text(f"mypyc {compiler}\n")
+    if target.exists():  # another compiler's build, or one made meanwhile: this one wins
+        shutil.rmtree(target)
     (work / "lib").rename(target)
     shutil.rmtree(work)
+    _prune(target)
     return target
+
+
+def _prune(keep: Path) -> None:
+    """Builds for earlier states of the source are never used again: delete them."""
+    for other in keep.parent.iterdir():
+        if other != keep and other.is_dir() and len(other.name) == DIGEST_LENGTH:
+            shutil.rmtree(other, ignore_errors=True)
