@@ -23,11 +23,11 @@ class Metrics:
     """The metrics a worker exposes on `/metrics`."""
 
     registry: CollectorRegistry
-    queue_vehicles: Gauge
-    queue_meters: Gauge
-    wait_seconds: Gauge
-    congestion_level: Gauge
-    open_lanes: Gauge
+    queue_vehicles: TallyGauge
+    queue_meters: TallyGauge
+    wait_seconds: TallyGauge
+    congestion_level: TallyGauge
+    open_lanes: TallyGauge
     arrivals: TallyCounter
     lane_transactions: TallyCounter
     etc_failure_ratio: TallyGauge
@@ -58,17 +58,25 @@ class Metrics:
 
         return cls(
             registry=reg,
-            queue_vehicles=gauge(
-                "tollmon_queue_vehicles", "Vehicles delayed before the barriers", _APPROACH
+            # Every approach's five, at every 5 s boundary at once: lock-free as well.
+            queue_vehicles=TallyGauge(
+                "tollmon_queue_vehicles", "Vehicles delayed before the barriers", _APPROACH, reg
             ),
-            queue_meters=gauge("tollmon_queue_meters", "Queue length in metres", _APPROACH),
-            wait_seconds=gauge(
-                "tollmon_wait_seconds", "Mean delay of vehicles served in the last 30 s", _APPROACH
+            queue_meters=TallyGauge(
+                "tollmon_queue_meters", "Queue length in metres", _APPROACH, reg
             ),
-            congestion_level=gauge(
-                "tollmon_congestion_level", "0 free, 1 busy, 2 congested, 3 severe", _APPROACH
+            wait_seconds=TallyGauge(
+                "tollmon_wait_seconds",
+                "Mean delay of vehicles served in the last 30 s",
+                _APPROACH,
+                reg,
             ),
-            open_lanes=gauge("tollmon_open_lanes", "Lanes open on the approach", _APPROACH),
+            congestion_level=TallyGauge(
+                "tollmon_congestion_level", "0 free, 1 busy, 2 congested, 3 severe", _APPROACH, reg
+            ),
+            open_lanes=TallyGauge(
+                "tollmon_open_lanes", "Lanes open on the approach", _APPROACH, reg
+            ),
             # Per event (or per transaction): lock-free, see tollmon/tallies.py.
             arrivals=TallyCounter(
                 "tollmon_arrivals", "Vehicles counted by approach detectors", _APPROACH, reg
