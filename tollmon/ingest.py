@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from tollmon.dedup import RecentIds
 from tollmon.errors import InvalidEventError
@@ -15,9 +15,8 @@ from tollmon.validation import EventValidator
 DEADLETTER_TOPIC = "toll.deadletter"
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a message came from, as the dead letter must record."""
+class Source(NamedTuple):
+    """Where a message came from, as the dead letter must record (one per message)."""
 
     topic: str
     partition: int
