@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tollmon.tallies import BatchHistogram, TallyCounter
+from tollmon.tallies import BatchHistogram, TallyCounter, TallyGauge
 
 BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -64,3 +64,24 @@ def test_a_tally_counter_refuses_the_wrong_number_of_labels() -> None:
     tallied = TallyCounter("events", "Valid input events", ("type",), CollectorRegistry())
     with pytest.raises(ValueError, match="takes labels"):
         tallied.labels("a", "b")
+
+
+def test_a_tally_gauge_exposes_what_a_gauge_set_and_removed_the_same_way_would() -> None:
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    labels = ("plaza", "direction", "lane")
+    reference = Gauge("etc_failure_ratio", "ETC failure ratio", labels, registry=theirs)
+    tallied = TallyGauge("etc_failure_ratio", "ETC failure ratio", labels, ours)
+    for lane, ratio in (("01", 0.5), ("02", 0.02), ("01", 0.25), ("03", 1.0)):
+        reference.labels("P1", "entry", lane).set(ratio)
+        tallied.labels("P1", "entry", lane).set(ratio)
+    reference.remove("P1", "entry", "03")
+    tallied.remove("P1", "entry", "03")
+    assert _exposition(ours) == _exposition(theirs)
+    assert (
+        ours.get_sample_value(
+            "etc_failure_ratio", dict(zip(labels, ("P1", "entry", "01"), strict=True))
+        )
+        == 0.25
+    )
+    with pytest.raises(ValueError, match="takes labels"):
+        tallied.labels("P1", "entry")
