@@ -171,13 +171,17 @@ def checkpoint_parts(
 
 def decode_part(data: bytes) -> CheckpointPart:
     """Raises CheckpointError for bytes that are not a checkpoint part of this version."""
-    return _versioned(_decode_part, data, "checkpoint part")
+    part = _versioned(_decode_part, data, "checkpoint part")
+    if not 0 <= part.index < part.count:
+        raise CheckpointError(f"checkpoint part {part.index} of {part.count}")
+    return part
 
 
 def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
     """The newest checkpoint all of whose parts are among `records` (changelog values in
-    offset order), or None. Records that are no parts of this version are passed over;
-    a complete set of parts that do not decode raises CheckpointError."""
+    offset order) and that decodes, or None. Records that are no parts of this version
+    are passed over, and so is a complete set that does not decode (an older one is
+    taken instead); if no complete set decodes, the newest's CheckpointError is raised."""
     rounds: dict[int, dict[int, CheckpointPart]] = {}
     for record in reversed(records):
         try:
@@ -185,10 +189,17 @@ def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
         except CheckpointError:
             continue
         rounds.setdefault(part.round_id, {}).setdefault(part.index, part)
+    failed: CheckpointError | None = None
     for parts in rounds.values():  # newest first: dicts keep their insertion order
         count = next(iter(parts.values())).count
-        if all(index in parts for index in range(count)):
+        if not all(index in parts for index in range(count)):
+            continue
+        try:
             return decode_checkpoint(b"".join(parts[index].body for index in range(count)))
+        except CheckpointError as exc:
+            failed = failed or exc
+    if failed is not None:
+        raise failed
     return None
 
 

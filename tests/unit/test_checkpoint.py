@@ -8,6 +8,7 @@ import zlib
 from collections import Counter
 from typing import TypeVar
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from tests.unit.test_validation import raw, transaction
 from tollmon.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
+    CheckpointPart,
     CheckpointPolicy,
     PartitionCheckpoint,
     PartitionProgress,
@@ -24,6 +26,7 @@ from tollmon.checkpoint import (
     checkpoint_parts,
     code_fingerprint,
     decode_checkpoint,
+    decode_part,
     dumps,
     encode_checkpoint,
     loads,
@@ -312,3 +315,23 @@ def test_records_that_are_no_checkpoint_parts_are_passed_over() -> None:
     records = [*checkpoint_parts(newest, round_id=7, part_bytes=8), b"\x00 not a part"]
     assert newest_complete(records) == newest
     assert newest_complete([b"\x00 not a part"]) is None
+
+
+def test_a_complete_checkpoint_that_does_not_decode_leaves_the_one_before_it() -> None:
+    older = checkpoint_of(["older"])
+    garbled = [
+        msgspec.msgpack.encode(CheckpointPart(FORMAT_VERSION, 9, index, 2, b"\xc1garbled"))
+        for index in range(2)
+    ]
+    records = [*checkpoint_parts(older, round_id=1, part_bytes=8), *garbled]
+    assert newest_complete(records) == older
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        newest_complete(garbled)
+
+
+@pytest.mark.parametrize(("index", "count"), [(2, 2), (-1, 2), (0, 0)])
+def test_a_part_outside_its_own_count_is_no_part(index: int, count: int) -> None:
+    record = msgspec.msgpack.encode(CheckpointPart(FORMAT_VERSION, 1, index, count, b"x"))
+    with pytest.raises(CheckpointError, match="part"):
+        decode_part(record)
+    assert newest_complete([record]) is None
