@@ -62,31 +62,23 @@ class MetricsRecorder:
 
     def event(self, event: Event) -> None:
         """Cumulative counters: every valid event counts, late or not."""
-        if isinstance(event, ApproachDetection):
-            self._arrivals(event.plaza_id, event.direction).inc(event.count)
-        elif isinstance(event, LaneTransaction):
-            self._transactions(
-                event.plaza_id, event.direction, event.lane_id, event.payment, event.result
+        if isinstance(event, LaneTransaction):
+            self._transactions.child(
+                (event.plaza_id, event.direction, event.lane_id, event.payment, event.result)
             ).inc()
+        elif isinstance(event, ApproachDetection):
+            self._arrivals.child((event.plaza_id, event.direction)).inc(event.count)
         elif isinstance(event, WeighMeasurement):
-            self._weighings(event.plaza_id, event.scale_id, event.station, event.quality).inc()
+            self._weighings.child(
+                (event.plaza_id, event.scale_id, event.station, event.quality)
+            ).inc()
 
     def events(self, events: Iterable[Event]) -> None:
         """`event` for a batch. The counters are lock-free tallies (tollmon/tallies.py), so
         each event adds to its own label set's child: counting a batch by label set first
         cost more, as a batch's events rarely share one across thousands of plazas."""
-        transactions, arrivals, weighings = self._transactions, self._arrivals, self._weighings
         for event in events:
-            if isinstance(event, LaneTransaction):
-                transactions.child(
-                    (event.plaza_id, event.direction, event.lane_id, event.payment, event.result)
-                ).inc()
-            elif isinstance(event, ApproachDetection):
-                arrivals.child((event.plaza_id, event.direction)).inc(event.count)
-            elif isinstance(event, WeighMeasurement):
-                weighings.child(
-                    (event.plaza_id, event.scale_id, event.station, event.quality)
-                ).inc()
+            self.event(event)
 
     def estimate(self, e: QueueEstimate) -> None:
         key = (e.plaza_id, e.direction)

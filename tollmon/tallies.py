@@ -10,7 +10,8 @@ exposition (names, `_total`, `_bucket{le}`, `_sum`, `_count`) is the library's o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -39,36 +40,6 @@ class Tally:
         self.value += amount
 
 
-class TallyCounter(Collector):
-    """A labelled counter; `labels(...)` children are incremented without a lock."""
-
-    def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
-    ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], Tally] = {}
-        registry.register(self)
-
-    def labels(self, *values: str) -> Tally:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = Tally()
-        return child
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        for values, child in list(self._children.items()):
-            family.add_metric(values, child.value)
-        yield family
-
-
 class Level:
     """One label set's gauge value."""
 
@@ -81,38 +52,67 @@ class Level:
         self.value = value
 
 
-class TallyGauge(Collector):
+C = TypeVar("C", Tally, Level)
+
+
+class _Labelled(Collector, Generic[C]):
+    """Children by label values, each made by `child`; exposed as one `family`."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        child: Callable[[], C],
+        family: type[CounterMetricFamily | GaugeMetricFamily],
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
+        self._child: Callable[[], C] = child
+        self._family = family
+        registry.register(self)
+
+    def labels(self, *values: str) -> C:
+        if len(values) != len(self._labelnames):
+            raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._child()
+        return child
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family(self._name, self._documentation, labels=self._labelnames)
+        for values, child in list(self._children.items()):
+            family.add_metric(values, child.value)
+        yield family
+
+
+class TallyCounter(_Labelled[Tally]):
+    """A labelled counter; `labels(...)` children are incremented without a lock."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        super().__init__(name, documentation, labelnames, registry, Tally, CounterMetricFamily)
+
+
+class TallyGauge(_Labelled[Level]):
     """A labelled gauge; `labels(...)` children are set without a lock."""
 
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], Level] = {}
-        registry.register(self)
-
-    def labels(self, *values: str) -> Level:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-        child = self._children.get(values)
-        if child is None:
-            child = self._children[values] = Level()
-        return child
+        super().__init__(name, documentation, labelnames, registry, Level, GaugeMetricFamily)
 
     def remove(self, *values: str) -> None:
         """Drop a label set, so the series disappears from the scrape."""
         self._children.pop(values, None)
-
-    def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self._name, self._documentation, labels=self._labelnames)
-
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        for values, child in list(self._children.items()):
-            family.add_metric(values, child.value)
-        yield family
 
 
 class BatchHistogram(Collector):
