@@ -42,6 +42,7 @@ from aiokafka.errors import (
 from mode import Service
 
 from streams.checkpoint import InputMessage
+from streams.output_producer import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 await self._commit()
-            except KafkaError as exc:
+            except (KafkaError, DeliveryError) as exc:
                 log.warning("input offsets not committed at stop: %s", exc)
             await consumer.stop()
 
@@ -143,6 +144,9 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
                     except KafkaError as exc:
                         # A rebalance under way; the revocation commits instead.
                         log.info("input offsets not committed (%s); retried", exc)
+                    except DeliveryError as exc:
+                        # Outputs were lost: nothing may be committed past them, ever.
+                        log.error("input offsets not committed: %s", exc)
             # While records are buffered, nothing above suspends: without this the loop
             # would keep the producer's sender, the fetcher and the timers waiting.
             await asyncio.sleep(0)
@@ -175,9 +179,9 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 await self._commit()
-            except KafkaError as exc:
-                # The group moved on without us: the new owners re-read from the last
-                # commit, which is safe (at least once), only more work.
+            except (KafkaError, DeliveryError) as exc:
+                # The group moved on without us (or outputs were lost): the new owners
+                # re-read from the last commit, which is safe (at least once), only more work.
                 log.warning("input offsets not committed before a rebalance: %s", exc)
             revoked = set(revoked)
             self._held -= revoked
