@@ -42,7 +42,6 @@ from aiokafka.errors import (
 from mode import Service
 
 from streams.checkpoint import InputMessage
-from streams.output_producer import DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 await self._commit()
-            except (KafkaError, DeliveryError) as exc:
+            except KafkaError as exc:
                 log.warning("input offsets not committed at stop: %s", exc)
             await consumer.stop()
 
@@ -144,9 +143,6 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
                     except KafkaError as exc:
                         # A rebalance under way; the revocation commits instead.
                         log.info("input offsets not committed (%s); retried", exc)
-                    except DeliveryError as exc:
-                        # Outputs were lost: nothing may be committed past them, ever.
-                        log.error("input offsets not committed: %s", exc)
             # While records are buffered, nothing above suspends: without this the loop
             # would keep the producer's sender, the fetcher and the timers waiting.
             await asyncio.sleep(0)
@@ -179,9 +175,9 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._lock:
             try:
                 await self._commit()
-            except (KafkaError, DeliveryError) as exc:
-                # The group moved on without us (or outputs were lost): the new owners
-                # re-read from the last commit, which is safe (at least once), only more work.
+            except KafkaError as exc:
+                # The group moved on without us: the new owners re-read from the last
+                # commit, which is safe (at least once), only more work.
                 log.warning("input offsets not committed before a rebalance: %s", exc)
             revoked = set(revoked)
             self._held -= revoked
