@@ -22,6 +22,7 @@ import pytest
 import yaml
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from tollmon.settings import INPUT_TOPICS
@@ -38,13 +39,48 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Stack:
+def stack() -> Iterator[Stack]:
     subprocess.run([str(REPO / "tools" / "stack.sh"), "up"], check=True, cwd=REPO)
-    return Stack(
+    stack = Stack(
         bootstrap=f"localhost:{os.environ.get('TOLLMON_KAFKA_PORT', '9092')}",
         prometheus_url=f"http://127.0.0.1:{os.environ.get('TOLLMON_PROMETHEUS_PORT', '9090')}",
         alertmanager_url=f"http://127.0.0.1:{os.environ.get('TOLLMON_ALERTMANAGER_PORT', '9093')}",
     )
+    before = topic_names(stack.bootstrap)
+    yield stack
+    delete_topics_since(stack.bootstrap, before)
+
+
+def topic_names(bootstrap: str) -> set[str]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
+def delete_topics_since(bootstrap: str, before: set[str]) -> None:
+    """Delete the topics the session made (each test's worker has a prefix of its own),
+    so that repeated runs do not fill the broker: some 1,200 partitions a run otherwise.
+
+    A local demo's topics (`toll.`, `tollmon`) are left alone, as is everything if the
+    broker is not reachable (a fault test may leave it down)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    except KafkaError:
+        return
+    try:
+        names = [
+            name
+            for name in admin.list_topics()
+            if name not in before and not name.startswith(("__", "toll.", "tollmon"))
+        ]
+        if names:
+            admin.delete_topics(names, timeout_ms=60_000)
+    except KafkaError:
+        pass
+    finally:
+        admin.close()
 
 
 @dataclass
