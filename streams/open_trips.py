@@ -37,16 +37,25 @@ ROCKSDB_OPTIONS = {
 }
 
 
+# v2: keys prefixed, deadlines indexed (streams/open_trips.py)
+OPEN_TRIPS_TABLE = "open_trips_v2"
+
+
+def changelog_topic(app_id: str) -> str:
+    """The open-trips table's changelog, as Faust names it for the app `app_id`."""
+    return f"{app_id}-{OPEN_TRIPS_TABLE}-changelog"
+
+
 def open_trips_table(app: faust.App, partitions: int) -> Any:
     """The open-trips table: bytes keys and values, in RocksDB, changelogged."""
     return app.Table(
-        "open_trips_v2",  # v2: keys prefixed, deadlines indexed (streams/open_trips.py)
+        OPEN_TRIPS_TABLE,
         default=None,
         partitions=partitions,
         key_type=bytes,
         value_type=bytes,
         # Not "rocksdb://": Faust reads a URL without a path as no store given (memory).
-        store="rocksdb:open_trips_v2",
+        store=f"rocksdb:{OPEN_TRIPS_TABLE}",
         # A copy: Faust's store takes its own keys (the driver) out of the mapping.
         options=dict(ROCKSDB_OPTIONS),
     )

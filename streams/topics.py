@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from streams.open_trips import changelog_topic
 from tollmon.ingest import DEADLETTER_TOPIC
 from tollmon.settings import Settings
 
@@ -25,10 +26,15 @@ def agent_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     Faust creates them itself just before, but a topic the broker's metadata does not
     show yet is left out of the group's assignment until the next metadata refresh,
     minutes later; the pairs topic was, on a first start, and no pair was assessed.
+    The open trips' changelog is created the same way, compacted as Faust makes it.
     """
     return {
         settings.topic(BY_PASS_TOPIC): (settings.partitions, {}),
         settings.topic(PAIRS_TOPIC): (1, {}),
+        changelog_topic(settings.faust_app_id): (
+            settings.partitions,
+            {"cleanup.policy": "compact"},
+        ),
     }
 
 
