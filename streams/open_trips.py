@@ -37,7 +37,7 @@ ROCKSDB_OPTIONS = {
 }
 
 
-# v2: keys prefixed, deadlines indexed (streams/open_trips.py)
+# v2: keys prefixed, deadlines indexed (see above)
 OPEN_TRIPS_TABLE = "open_trips_v2"
 
 
