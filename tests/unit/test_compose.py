@@ -158,3 +158,13 @@ def test_the_image_installs_the_packages_the_app_imports() -> None:
     copied = set(re.findall(r"^COPY (\S+)/ ", dockerfile, flags=re.MULTILINE))
     assert {"tollmon", "detectors", "streams", "config", "dashboards"} <= copied
     assert 'ENTRYPOINT ["tollmon"]' in dockerfile
+
+
+def test_the_image_runs_the_compiled_hot_path_without_the_compiler() -> None:
+    build, runtime = (REPO / "Dockerfile").read_text(encoding="utf-8").split("\nFROM ")[1:]
+    assert "tools/native.py build" in build
+    # Both stages on the same interpreter: the build is keyed by its ABI.
+    assert (build.split()[0], runtime.split()[0]) == ("python:3.11", "python:3.11-slim")
+    assert "COPY --from=build /app /app" in runtime
+    assert "COPY --from=build /opt/tollmon " in runtime
+    assert "/opt/build" not in runtime  # mypy and the stubs stay behind

@@ -75,6 +75,26 @@ def test_tests_and_workers_here_run_the_compiled_build() -> None:
     assert Path(detectors.queue.__file__ or "").suffix == ".so"
 
 
+@pytest.mark.usefixtures("built")
+def test_running_a_build_needs_no_compiler(tmp_path: Path) -> None:
+    # As in the Docker image, whose runtime stage has neither mypy nor a C compiler.
+    code = (
+        "import sys; sys.modules.update(mypy=None, mypyc=None, setuptools=None)\n"
+        "from tollmon import native; import detectors.queue, tollmon.pipeline\n"
+        "print(native.is_compiled(), detectors.queue.__file__.endswith('.so'))"
+    )
+    env = {**os.environ, "TOLLMON_NATIVE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert done.stdout.split() == ["True", "True"]
+
+
 def test_a_build_serves_only_the_source_it_was_built_from(tmp_path: Path) -> None:
     for package in native.PACKAGES:
         shutil.copytree(native.ROOT / package, tmp_path / package)
