@@ -18,7 +18,7 @@ from streams.inputs import InputConsumer, ensure_topics
 from streams.topics import Topics
 from streams.weighing_agents import source_header
 from tollmon.events import Event, WeighMeasurement
-from tollmon.ingest import DeadLetter, Ingest, Source
+from tollmon.ingest import Covered, DeadLetter, Ingest, Source
 from tollmon.pipeline import Outputs, Pipeline
 from tollmon.recorder import MetricsRecorder
 from tollmon.settings import Settings
@@ -59,17 +59,21 @@ class _Batch:
         """Validate and detect one message; its plaza, or None for a dead letter.
 
         An event whose plaza's restored state already holds it (`covered`: per plaza, the
-        last offset of the message's topic it holds) is only remembered by the dedup memory.
+        last offset of the message's topic it holds) is only remembered by the dedup memory,
+        not detected or counted again.
         """
         worker = self._worker
         source = Source(message.topic, message.partition, message.offset, message.key)
-        outcome = worker.ingest.accept(message.value, source)
+        if covered:
+            outcome = worker.ingest.accept_restored(message.value, source, covered)
+        else:
+            outcome = worker.ingest.accept(message.value, source)
         if isinstance(outcome, DeadLetter):
             worker.emitter.stage_message(
                 worker.topics.deadletter, outcome.key, outcome.value, list(outcome.headers)
             )
             return None
-        if covered and covered.get(outcome.plaza_id, -1) >= message.offset:
+        if isinstance(outcome, Covered):
             return outcome.plaza_id
         self._accepted.append(outcome)
         worker.pipeline.process(outcome, self.now_s, self._out)

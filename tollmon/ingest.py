@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -33,6 +33,16 @@ class DeadLetter:
     reason: str
     detail: str
     headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class Covered:
+    """A valid event that a restored plaza's state already holds (a take-over's read-back).
+
+    Its previous owner detected and counted it: here it is only remembered as seen.
+    """
+
+    plaza_id: str
 
 
 class Ingest:
@@ -67,20 +77,27 @@ class Ingest:
 
     def accept(self, raw: bytes | None, source: Source) -> Event | DeadLetter:
         """Validate one message; count it either way."""
-        now_ms = self._now_ms()
-        try:
-            if not raw:
-                raise InvalidEventError("not_json", "empty message")
-            event = self._validator.validate(raw, now_ms)
-            if self._recent_ids(source.partition).seen_before(event.event_id):
-                raise InvalidEventError(
-                    "duplicate", f"event_id {event.event_id!r} already processed"
-                )
-        except InvalidEventError as exc:
-            self._metrics.events_invalid.labels(exc.reason).inc()
-            return _dead_letter(raw or b"", source, exc, now_ms)
-        self._observe(event, source)
-        return event
+        outcome = self._check(raw, source)
+        if not isinstance(outcome, DeadLetter):
+            self._observe(outcome, source)
+        return outcome
+
+    def accept_restored(
+        self, raw: bytes | None, source: Source, covered: Mapping[str, int]
+    ) -> Event | DeadLetter | Covered:
+        """`accept`, in a partition taken over from a checkpoint.
+
+        `covered` gives, per restored plaza, the last offset of the message's topic its
+        state holds: an event at or before it is `Covered`, remembered by the dedup
+        memory and not counted again.
+        """
+        outcome = self._check(raw, source)
+        if isinstance(outcome, DeadLetter):
+            return outcome
+        if covered.get(outcome.plaza_id, -1) >= source.offset:
+            return Covered(outcome.plaza_id)
+        self._observe(outcome, source)
+        return outcome
 
     def dedup_ids(self, partition: int) -> list[str]:
         """The ids remembered for an input partition number, oldest first."""
@@ -94,6 +111,22 @@ class Ingest:
     def forget_partition(self, partition: int) -> None:
         """The partition moved to another worker, its ids with it."""
         self._recent.pop(partition, None)
+
+    def _check(self, raw: bytes | None, source: Source) -> Event | DeadLetter:
+        """Decode, validate and dedup one message; rejections are counted here."""
+        now_ms = self._now_ms()
+        try:
+            if not raw:
+                raise InvalidEventError("not_json", "empty message")
+            event = self._validator.validate(raw, now_ms)
+            if self._recent_ids(source.partition).seen_before(event.event_id):
+                raise InvalidEventError(
+                    "duplicate", f"event_id {event.event_id!r} already processed"
+                )
+        except InvalidEventError as exc:
+            self._metrics.events_invalid.labels(exc.reason).inc()
+            return _dead_letter(raw or b"", source, exc, now_ms)
+        return event
 
     def _recent_ids(self, partition: int) -> RecentIds:
         recent = self._recent.get(partition)

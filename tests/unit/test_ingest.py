@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.test_validation import HOUR_MS, NOW_MS, REFERENCE, raw, transaction
 from tollmon.events import LaneTransaction
-from tollmon.ingest import DeadLetter, Ingest, Source
+from tollmon.ingest import Covered, DeadLetter, Ingest, Source
 from tollmon.metrics import Metrics
 from tollmon.network import load_network
 from tollmon.validation import EventValidator, validator_for
@@ -84,6 +84,27 @@ def test_a_duplicate_event_id_is_processed_once(metrics: Metrics) -> None:
     assert isinstance(second, DeadLetter)
     assert second.reason == "duplicate"
     assert sample(metrics, "tollmon_events_total", type="lane_transaction") == 1
+
+
+def test_after_a_take_over_what_a_restored_plaza_holds_is_remembered_not_counted_again(
+    metrics: Metrics,
+) -> None:
+    # SOURCE is offset 41; the restored state of the event's plaza holds offsets up to 41.
+    ingest = make_ingest(metrics)
+    plaza = transaction()["plaza_id"]
+    covered = ingest.accept_restored(raw(transaction(event_id="old")), SOURCE, {plaza: 41})
+    assert covered == Covered(plaza)
+    assert sample(metrics, "tollmon_events_total", type="lane_transaction") == 0
+    again = ingest.accept(raw(transaction(event_id="old")), SOURCE)
+    assert isinstance(again, DeadLetter)
+    assert again.reason == "duplicate"
+    # Past what the state holds, or at a plaza not restored, the event is new here.
+    later = Source(SOURCE.topic, SOURCE.partition, 42, SOURCE.key)
+    fresh = ingest.accept_restored(raw(transaction(event_id="new")), later, {plaza: 41})
+    elsewhere = ingest.accept_restored(raw(transaction(event_id="other")), SOURCE, {"X": 99})
+    assert isinstance(fresh, LaneTransaction)
+    assert isinstance(elsewhere, LaneTransaction)
+    assert sample(metrics, "tollmon_events_total", type="lane_transaction") == 2
 
 
 def test_dedup_memory_is_bounded(metrics: Metrics) -> None:

@@ -18,7 +18,7 @@ from tests.unit.input_messages import InputRecord
 from tests.unit.test_take_over import PARTITION, TX, FakeLog, FakeReader, FakeWriter
 from tollmon.checkpoint import CheckpointPolicy, newest_complete
 from tollmon.events import Event, encode
-from tollmon.ingest import DeadLetter, Ingest, Source
+from tollmon.ingest import Covered, DeadLetter, Ingest, Source
 from tollmon.metrics import Metrics
 from tollmon.network import Network
 from tollmon.pipeline import Pipeline, PipelineConfig
@@ -74,10 +74,10 @@ class Worker:
 
     def take(self, message: InputMessage, covered: Mapping[str, int]) -> str | None:
         source = Source(message.topic, message.partition, message.offset, message.key)
-        outcome = self.ingest.accept(message.value, source)
+        outcome = self.ingest.accept_restored(message.value, source, covered)
         if isinstance(outcome, DeadLetter):
             return None
-        if covered.get(outcome.plaza_id, -1) >= message.offset:
+        if isinstance(outcome, Covered):
             return outcome.plaza_id
         self.detected.append(message.offset)
         out = self.pipeline.process(outcome, now_s=0.0)
