@@ -39,6 +39,7 @@ from detectors.curves import CumulativeCurve
 from detectors.estimates import Method, QueueEstimate
 from detectors.headway import LaneLoad, LaneServiceWindow, headway_queue
 from detectors.series import TimedSeries
+from detectors.spillback import Spillback
 from tollmon.events import (
     ApproachDetection,
     LaneState,
@@ -80,15 +81,6 @@ TAU_SAMPLES = 31
 MIN_TAU_SAMPLES = 5
 # Queue below which a plate-matched travel time counts as free flow for learning τ.
 FREE_FLOW_QUEUE_VEH = 0.5
-# Spillback clears only when the queue is clearly back inside the detector, so it does not flap.
-SPILLBACK_CLEAR_RATIO = 0.75
-# Demand before a spillback, measured upstream of the queue while the detector still could.
-SPILL_DEMAND_WINDOW_MS = 180_000
-# Bounds on the age of the surge that demand is assumed to keep its own (see the fade).
-SPILL_DECAY_MIN_MS = 60_000
-SPILL_DECAY_MAX_MS = 900_000
-# Detector flow below this share of the departures means the detector is no longer in the queue.
-SPILL_FLOW_RATIO = 0.8
 # A detector silent this long while lanes keep serving is dead: fall back to headways.
 DEAD_DETECTOR_MS = 300_000
 DEAD_DETECTOR_MIN_DEPARTURES = 10
@@ -181,14 +173,9 @@ class ApproachEstimator:
         self._service_sum_s = 0.0
         self._mean_length_m = config.vehicle_lengths.passenger_m
         self._class_length: dict[str, float] = {}
-        self._spillback = False
+        self._spill = Spillback(BOUNDARY_MS)
         self._saturated_since: int | None = None
         self._busy_lanes = len(self._lane_open)
-        self._queue_rising_since: int | None = None
-        self._spill_started_ms = 0
-        self._spill_demand_per_ms = 0.0
-        self._spill_decay_ms = float(SPILL_DECAY_MIN_MS)
-        self._hidden_veh = 0.0
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
         self._boundary: int | None = None
@@ -307,7 +294,8 @@ class ApproachEstimator:
             arrivals_per_min = departures_per_min
         queue_veh, queue_m, hidden_wait_s = self._spillback_check(b, queue_veh, method, open_lanes)
         wait_s += hidden_wait_s
-        level = congestion_level(queue_veh, wait_s, open_lanes, self._spillback, cfg.thresholds)
+        spillback = self._spill.active
+        level = congestion_level(queue_veh, wait_s, open_lanes, spillback, cfg.thresholds)
         self._last_queue_veh = queue_veh
         estimate = QueueEstimate(
             ts=b,
@@ -320,7 +308,7 @@ class ApproachEstimator:
             departures_per_min=departures_per_min,
             open_lanes=open_lanes,
             level=level,
-            spillback=self._spillback,
+            spillback=spillback,
             method=method,
         )
         self._out_estimates.append(estimate)
@@ -588,35 +576,26 @@ class ApproachEstimator:
     def _spillback_check(
         self, b: int, queue_veh: float, method: Method, open_lanes: int
     ) -> tuple[float, float, float]:
+        spill = self._spill
         distance = self.config.distance_m
         if distance is None or method != "input_output":
-            self._end_spillback()
+            spill.end()
             lanes = self.config.queue_lanes or max(open_lanes, 1)
             return queue_veh, queue_veh * self._mean_length_m / lanes, 0.0
-        if queue_veh < max(open_lanes, 1):
-            self._queue_rising_since = b
         stand_lanes = self._standing_lanes(open_lanes)
         reach_veh = distance * stand_lanes / self._mean_length_m
-        if not self._spillback and queue_veh >= reach_veh:
-            self._start_spillback(b, reach_veh)
-        elif (
-            self._spillback
-            and queue_veh < SPILLBACK_CLEAR_RATIO * reach_veh
-            and self._hidden_veh < 1.0
-        ):
-            # The tail is back inside the detector: every queued vehicle has been counted. A
-            # short visible queue alone does not say so: inside a spilled queue the detector
-            # passes the discharge, and the stretch down to the barriers need not be packed.
-            self._end_spillback()
+        first_ms = self._first_ms or b
+        spill.update(
+            b, queue_veh, reach_veh, open_lanes, self._arrivals, self._departures, first_ms
+        )
         hidden_wait_s = 0.0
-        if self._spillback:
-            self._grow_hidden_queue(b, queue_veh)
+        if spill.active:
             # The detector sits in the queue and undercounts it: it is at least that long,
             # plus what the demand seen before the spillback has piled up behind it since.
-            queue_veh = max(queue_veh, reach_veh) + self._hidden_veh
+            queue_veh = max(queue_veh, reach_veh) + spill.hidden_veh
             departures_per_s = self._departures_per_s(b)
             if departures_per_s > 0:
-                hidden_wait_s = self._hidden_veh / departures_per_s
+                hidden_wait_s = spill.hidden_veh / departures_per_s
         queue_m = queue_veh * self._mean_length_m / stand_lanes
         return queue_veh, queue_m, hidden_wait_s
 
@@ -639,55 +618,6 @@ class ApproachEstimator:
                 share_of_road = type_lanes / max(open_lanes, 1)
                 stand = min(stand, lanes * share_of_road / share_of_queue)
         return max(stand, 1.0)
-
-    def _start_spillback(self, b: int, reach_veh: float) -> None:
-        self._spillback = True
-        self._spill_started_ms = b
-        span_ms = min(SPILL_DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
-        arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - span_ms)
-        self._spill_demand_per_ms = arrived / span_ms
-        # How old the surge is: at least as long as the queue has been rising, and as long as
-        # the measured excess of demand over discharge takes to pile up the queue that now
-        # reaches the detector (demand continuity; the rising time misses its slow start).
-        age_ms = float(b - (self._queue_rising_since or b))
-        served = self._departures.total - self._departures.count_at(b - span_ms)
-        excess_per_ms = (arrived - served) / span_ms
-        if excess_per_ms > 0:
-            age_ms = max(age_ms, reach_veh / excess_per_ms)
-        self._spill_decay_ms = min(max(age_ms, SPILL_DECAY_MIN_MS), SPILL_DECAY_MAX_MS)
-        self._hidden_veh = 0.0
-
-    def _end_spillback(self) -> None:
-        self._spillback = False
-        self._hidden_veh = 0.0
-
-    def _grow_hidden_queue(self, b: int, counted_veh: float) -> None:
-        arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - RATE_WINDOW_MS)
-        served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
-        if arrived == 0 and counted_veh < 1:
-            # Nobody crossed the detector for a minute and nobody counted is left: the queue
-            # behind it, being only an extrapolation, has no evidence left either.
-            self._hidden_veh = 0.0
-            return
-        if arrived < SPILL_FLOW_RATIO * served:
-            # A detector inside a queue counts what the barriers discharge; counting clearly
-            # less, it sees the tail go by: nobody is queued upstream of it any more. Stop-and-go
-            # flow inside a queue can look the same for a minute, so the hidden part is drained
-            # at the discharge rate rather than dropped at once.
-            drained = served * BOUNDARY_MS / RATE_WINDOW_MS
-            self._hidden_veh = max(self._hidden_veh - drained, 0.0)
-            return
-        if arrived * SPILL_FLOW_RATIO > served:
-            # Counting clearly more than the discharge, the detector still sees the demand
-            # arrive: the queue grows in view, not behind it.
-            return
-        # Behind the detector the queue grows by the demand it no longer lets through. Demand
-        # is unobservable now, and surges end at an unknown time: with no more than how long
-        # this one has lasted to go by (R, the queue's build-up), the chance it still goes on
-        # after a further t is taken as R / (R + t) (expected remaining life = age so far).
-        fade = self._spill_decay_ms / (self._spill_decay_ms + b - self._spill_started_ms)
-        excess_per_ms = max(self._spill_demand_per_ms - arrived / RATE_WINDOW_MS, 0.0)
-        self._hidden_veh += fade * excess_per_ms * BOUNDARY_MS
 
     def _departures_per_s(self, b: int) -> float:
         served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
@@ -728,7 +658,7 @@ class ApproachEstimator:
             "level": estimate.level,
             "spillback": estimate.spillback,
             # The part of queue_veh beyond the detector: extrapolated demand, not counted.
-            "hidden_queue_veh": round(self._hidden_veh, 1),
+            "hidden_queue_veh": round(self._spill.hidden_veh, 1),
             "method": estimate.method,
             "open_lanes": estimate.open_lanes,
             "configured_lanes": len(self._lane_type),

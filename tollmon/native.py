@@ -37,6 +37,7 @@ COMPILED = (
     "detectors/ordering.py",
     "detectors/queue.py",
     "detectors/series.py",
+    "detectors/spillback.py",
     "detectors/stall.py",
     "tollmon/dedup.py",
     "tollmon/ingest.py",
