@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.agents import Worker, input_consumer, register_agents
 from streams.alertmanager import AlertmanagerPusher
@@ -243,8 +243,6 @@ def _publish_plaza_info(metrics: Metrics, network: Network) -> None:
 
 def _register_metrics_page(app: faust.App, metrics: Metrics) -> None:
     async def metrics_page(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return view.bytes(
-            generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return view.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.page("/metrics")(metrics_page)

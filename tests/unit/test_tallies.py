@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,3 +87,34 @@ def test_a_tally_gauge_exposes_what_a_gauge_set_and_removed_the_same_way_would()
     )
     with pytest.raises(ValueError, match="takes labels"):
         tallied.labels("P1", "entry")
+
+
+LABEL_VALUES = st.text(alphabet=st.sampled_from('aZ09_-./ "\\\n收费站'), max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            LABEL_VALUES,
+            LABEL_VALUES,
+            st.one_of(st.integers(0, 10**12), st.floats(allow_nan=False), st.just(float("nan"))),
+        ),
+        max_size=30,
+    )
+)
+def test_the_tallies_own_lines_are_those_prometheus_client_writes_for_them(
+    series: list[tuple[str, str, float]],
+) -> None:
+    registry = CollectorRegistry()
+    # Label names out of order: the text format sorts them.
+    gauge = TallyGauge("queue_vehicles", "Queue\\ by \n approach", ("plaza", "direction"), registry)
+    counter = TallyCounter("arrivals", "Arrivals", ("zone", "plaza"), registry)
+    for first, second, value in series:
+        gauge.labels(first, second).set(value)
+        if math.isfinite(value) and value >= 0:
+            counter.labels(first, second).inc(int(min(value, 10**12)))
+    if series:
+        gauge.remove(series[0][0], series[0][1])
+    mine = (gauge.exposition() + counter.exposition()).splitlines()
+    assert mine == generate_latest(registry).decode().splitlines()
