@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from tollmon.events import ApproachDetection, Event
 from tollmon.metrics import Metrics
 from tollmon.network import Network
+from tollmon.pipeline import Pipeline
 from tollmon.recorder import MetricsRecorder
 from tollmon.simulate import TrafficProfile, generate
 
@@ -51,3 +52,33 @@ def test_a_batch_of_events_counts_what_the_events_count_one_by_one(network: Netw
         "tollmon_arrivals_total",
         "tollmon_weighings_total",
     } <= kinds
+
+
+def test_the_metrics_page_is_what_prometheus_client_writes_for_the_registry(
+    network: Network,
+) -> None:
+    metrics = Metrics.create()
+    recorder = MetricsRecorder(metrics)
+    pipeline = Pipeline(network)
+    profile = TrafficProfile(vehicles_per_hour=2400, etc_failure_rate=0.05)
+    for event in generate(network, START_MS, 600, profile, seed=2):
+        recorder.event(event)
+        out = pipeline.process(event, START_MS / 1000)
+        for estimate in out.estimates:
+            recorder.estimate(estimate)
+        for lane, ratio in out.etc_ratios:
+            recorder.etc_ratio(lane, ratio)
+    metrics.plaza_info.labels("URC-E01", 'Urumqi "East"', "G30", "43.8", "87.6").set(1)
+    metrics.event_lag_seconds.observe(0.2)
+    metrics.events_invalid.labels("not_json").inc()
+    recorder.consumer_lag("toll.lane.transactions", 0, 12)
+
+    page = metrics.exposition().decode().splitlines()
+    # The same lines, in another order (prometheus-client's `_created` samples aside).
+    expected = [
+        line
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if "_created" not in line
+    ]
+    assert sorted(line for line in page if "_created" not in line) == sorted(expected)
+    assert len(page) > 500
