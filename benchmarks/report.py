@@ -19,7 +19,14 @@ from benchmarks.fit_cost import FitCost, power_law
 from benchmarks.kafka_io import PARTITIONS, ConsumeRate
 from benchmarks.state_growth import StateGrowth
 from benchmarks.synthetic import DETECTOR, LANES, TRUCK_LANES, Demand
-from benchmarks.trials import CATCH_UP_S, TAIL_S, WARM_UP_S, DrainResult, LiveResult
+from benchmarks.trials import (
+    CATCH_UP_S,
+    SCRAPE_EVERY_S,
+    TAIL_S,
+    WARM_UP_S,
+    DrainResult,
+    LiveResult,
+)
 from tollmon import native
 
 GIB = 1 << 30
@@ -89,7 +96,13 @@ def _infinite(value: Any) -> Any:
 
 
 # A latency percentile saved as null had a sample that never arrived; a trend, no data.
-_NON_FINITE = {"p50": math.inf, "p99": math.inf, "max": math.inf, "latency_trend_s": math.nan}
+_NON_FINITE = {
+    "p50": math.inf,
+    "p99": math.inf,
+    "max": math.inf,
+    "latency_trend_s": math.nan,
+    "scrape_s": math.nan,
+}
 
 
 def machine_info(repo: Path) -> dict[str, str]:
@@ -288,8 +301,8 @@ def render(r: BenchReport) -> str:
         "the p99 event-to-output latency is ≤ 1 s.",
         "",
         "| plazas | events/s | latency p50 | p99 | max | trend | window end → output p50 | p99 "
-        "| alerts | peak RSS | worker CPU | cores busy | kept up | passed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| alerts | peak RSS | worker CPU | cores busy | /metrics scrape | kept up | passed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(_trial_row(t) for t in r.trials),
         "",
         *_live_limit(r),
@@ -364,7 +377,10 @@ def render(r: BenchReport) -> str:
         "- The bare consumers subscribe to the same four topics with a group of their own "
         "and decode every message with msgspec into the event types (no validation, no "
         "state, no output); their rate runs from the first message received to the last.",
-        "- Live runs use `TOLLMON_TIME_MODE=live` and current timestamps.",
+        "- Live runs use `TOLLMON_TIME_MODE=live` and current timestamps. While the load "
+        f"runs, a thread fetches the worker's `/metrics` every {SCRAPE_EVERY_S:.0f} s "
+        "(`config/prometheus.yml`'s interval), as Prometheus does in service: rendering the "
+        "page is the worker's CPU too. The table gives the median fetch time.",
         f"- The whole run took {r.wall_minutes:.1f} minutes.",
         "",
     ]
@@ -377,7 +393,8 @@ def _trial_row(t: LiveResult) -> str:
         f"| {_s(t.latency.max)} | {_signed_s(t.latency_trend_s)} "
         f"| {_s(t.since_boundary.p50)} | {_s(t.since_boundary.p99)} "
         f"| {t.alerts:,} | {t.peak_rss_bytes / MIB:,.0f} MiB | {t.cpu_share:.2f} "
-        f"| {t.machine_busy:.0%} | {'yes' if t.caught_up else 'no'} | {_mark(t.passed)} |"
+        f"| {t.machine_busy:.0%} | {_s(t.scrape_s)} | {'yes' if t.caught_up else 'no'} "
+        f"| {_mark(t.passed)} |"
     )
 
 

@@ -6,12 +6,15 @@ outputs) and removes its topics afterwards.
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import msgspec
 import numpy as np
 from confluent_kafka import ConsumerGroupState
@@ -33,6 +36,7 @@ WORKER_PORTS = (6166, 6167)  # not the ports Prometheus scrapes: benchmark metri
 WARM_UP_S = 20.0  # group join, first fetches, first boundaries: not the steady state
 CATCH_UP_S = 20.0  # after the last event is produced, how long the worker gets to finish
 TAIL_S = 10.0  # the last windows: no detections come after them to close them
+SCRAPE_EVERY_S = 5.0  # config/prometheus.yml's scrape_interval: live trials are scraped too
 
 
 def align(earliest_ms: int, offset_ms: int) -> int:
@@ -82,6 +86,7 @@ class LiveResult:
     peak_rss_bytes: int
     cpu_share: float
     machine_busy: float
+    scrape_s: float = float("nan")  # median time to fetch the worker's /metrics page
 
     @property
     def passed(self) -> bool:
@@ -226,7 +231,9 @@ def live(
         # (it made the share of a worker that fell behind look like 0.6 of a core).
         time.sleep(max(0.0, start_ms / 1000 - time.time()))
         cpu0, machine0, wall0 = worker.cpu_seconds(), machine_cpu(), time.monotonic()
-        produced_at = kafka_io.produce(load, bootstrap, prefix, paced=True)
+        # As in service, Prometheus scrapes the worker meanwhile: its page costs it CPU.
+        with Scraper(f"http://127.0.0.1:{WORKER_PORTS[0]}/metrics") as scraper:
+            produced_at = kafka_io.produce(load, bootstrap, prefix, paced=True)
         # CPU while the load runs, not while waiting for the last commits.
         cpu = (worker.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
         busy = busy_share(machine0, machine_cpu())
@@ -252,7 +259,44 @@ def live(
         rss,
         cpu,
         busy,
+        scraper.median_s(),
     )
+
+
+class Scraper:
+    """Fetches a metrics page every `every_s` in a thread, as Prometheus would."""
+
+    def __init__(self, url: str, every_s: float = SCRAPE_EVERY_S) -> None:
+        self._url = url
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.durations_s: list[float] = []
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def median_s(self) -> float:
+        return statistics.median(self.durations_s) if self.durations_s else float("nan")
+
+    def scrape(self, client: httpx.Client) -> None:
+        """One fetch, timed; a failed one is skipped, as Prometheus records no sample."""
+        started = time.perf_counter()
+        try:
+            client.get(self._url).raise_for_status()
+        except httpx.HTTPError:
+            return
+        self.durations_s.append(time.perf_counter() - started)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self._every_s * 2) as client:
+            while not self._stop.wait(self._every_s):
+                self.scrape(client)
 
 
 def _wait_committed(

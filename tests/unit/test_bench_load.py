@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 
+import httpx
 import msgspec
 import numpy as np
 import pytest
+from pytest_httpserver import HTTPServer
 
 from benchmarks.fit_cost import FitCost
 from benchmarks.kafka_io import ConsumeRate
@@ -25,7 +28,7 @@ from benchmarks.synthetic import (
     serve_in_order,
     standard_network,
 )
-from benchmarks.trials import DrainResult, LiveResult, align
+from benchmarks.trials import DrainResult, LiveResult, Scraper, align
 from tollmon.network import parse_network
 from tollmon.validation import validator_for
 
@@ -250,3 +253,20 @@ def test_runs_are_aligned_so_the_offset_falls_on_the_next_minute_mark(
 
     assert (start + offset_ms) % 60_000 == 0
     assert earliest_ms <= start < earliest_ms + 60_000
+
+
+def test_live_trials_scrape_the_worker_as_prometheus_would(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/metrics").respond_with_data("tollmon_events_total 1\n")
+    scraper = Scraper(httpserver.url_for("/metrics"))
+    assert math.isnan(scraper.median_s())
+    broken = Scraper(httpserver.url_for("/missing"))
+    with httpx.Client() as client:
+        for _ in range(3):
+            scraper.scrape(client)
+        broken.scrape(client)
+    assert len(scraper.durations_s) == 3
+    assert broken.durations_s == []  # a failed scrape has no duration
+    assert 0 < scraper.median_s() < 1
+    with Scraper(httpserver.url_for("/metrics"), every_s=3600) as idle:
+        pass  # leaving stops its thread at once, without waiting out the interval
+    assert idle.durations_s == []
