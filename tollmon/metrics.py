@@ -49,7 +49,11 @@ class Metrics:
     plaza_info: TallyGauge
 
     def exposition(self) -> bytes:
-        """The `/metrics` page: what `generate_latest(self.registry)` writes, faster.
+        """The `/metrics` page: what `generate_latest(self.registry)` writes, faster."""
+        return b"".join(self.exposition_parts())
+
+    def exposition_parts(self) -> Iterator[bytes]:
+        """`exposition` in parts of a few thousand lines, for a caller that interleaves.
 
         The tallies, whose series grow with the network, write their own lines
         (tollmon/tallies.py); the few others go through prometheus-client.
@@ -57,7 +61,10 @@ class Metrics:
         collectors = [getattr(self, f.name) for f in fields(self) if f.name != "registry"]
         own = [c for c in collectors if isinstance(c, TallyCounter | TallyGauge)]
         rest = _Collectors([c for c in collectors if not isinstance(c, TallyCounter | TallyGauge)])
-        return generate_latest(rest) + "".join(c.exposition() for c in own).encode()
+        yield generate_latest(rest)
+        for family in own:
+            for part in family.exposition_parts():
+                yield part.encode()
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:

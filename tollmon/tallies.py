@@ -32,6 +32,8 @@ from prometheus_client.utils import floatToGoString
 
 # Observations are folded into the buckets in batches this large (and at each scrape).
 _FOLD_EVERY = 4_096
+# A page is written this many series at a time: a few milliseconds of the event loop.
+SERIES_PER_PART = 4_096
 
 
 def _escape(value: str) -> str:
@@ -106,11 +108,24 @@ class _Labelled(Collector, Generic[C]):
 
     def exposition(self) -> str:
         """This family in the Prometheus text format, as `generate_latest` writes it."""
+        return "".join(self.exposition_parts())
+
+    def exposition_parts(self, series_per_part: int = SERIES_PER_PART) -> Iterator[str]:
+        """`exposition` in parts, each series' value read as its part is written.
+
+        The caller may let other work run between parts (the worker's event loop does):
+        a series removed meanwhile is left out, one added meanwhile waits for next time.
+        """
         prefixes = self._prefixes
-        lines = [self._header]
-        for values, child in list(self._children.items()):
-            lines.append(f"{prefixes[values]}{floatToGoString(child.value)}\n")  # type: ignore[no-untyped-call]
-        return "".join(lines)
+        series = list(self._children.items())
+        yield self._header
+        for start in range(0, len(series), series_per_part):
+            lines = []
+            for values, child in series[start : start + series_per_part]:
+                prefix = prefixes.get(values)
+                if prefix is not None:
+                    lines.append(f"{prefix}{floatToGoString(child.value)}\n")  # type: ignore[no-untyped-call]
+            yield "".join(lines)
 
     def _prefix(self, values: tuple[str, ...]) -> str:
         if not values:

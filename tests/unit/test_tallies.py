@@ -118,3 +118,24 @@ def test_the_tallies_own_lines_are_those_prometheus_client_writes_for_them(
         gauge.remove(series[0][0], series[0][1])
     mine = (gauge.exposition() + counter.exposition()).splitlines()
     assert mine == generate_latest(registry).decode().splitlines()
+
+
+def test_a_page_written_in_parts_leaves_out_a_series_removed_between_them() -> None:
+    registry = CollectorRegistry()
+    gauge = TallyGauge("queue_vehicles", "Queue", ("plaza",), registry)
+    for n in range(10):
+        gauge.labels(f"P{n}").set(n)
+    parts = gauge.exposition_parts(series_per_part=4)
+    written = [next(parts), next(parts)]  # the header, then P0..P3
+    gauge.remove("P7")  # the event loop ran between two parts
+    gauge.labels("P10").set(10)
+    gauge.labels("P5").set(55)
+    written += list(parts)
+    lines = "".join(written).splitlines()
+    assert lines[2:] == [f'queue_vehicles{{plaza="P{n}"}} {n}.0' for n in range(5)] + [
+        'queue_vehicles{plaza="P5"} 55.0',
+        'queue_vehicles{plaza="P6"} 6.0',
+        'queue_vehicles{plaza="P8"} 8.0',
+        'queue_vehicles{plaza="P9"} 9.0',
+    ]
+    assert gauge.exposition().count("\n") == 2 + 10  # the next page: P10 in, P7 out
