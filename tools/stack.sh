@@ -12,6 +12,8 @@
 #   TOLLMON_KAFKA_PARTITIONS         num.partitions for auto-created topics (4)
 #   TOLLMON_PROMETHEUS_PORT          Prometheus web/API            (9090)
 #   TOLLMON_ALERTMANAGER_PORT        Alertmanager web/API          (9093)
+#   TOLLMON_WORKER_PORTS             worker /metrics ports Prometheus scrapes (6066,6067)
+#   TOLLMON_WEBHOOK_PORT             where Alertmanager's receivers post (5001)
 #   TOLLMON_AUTO_INSTALL             0 = never apt-get install missing tools (1)
 #   TOLLMON_STARTUP_TIMEOUT          seconds to wait for each service (90)
 #   TOLLMON_STOP_TIMEOUT             seconds between SIGTERM and SIGKILL (30)
@@ -28,6 +30,8 @@ CONTROLLER_PORT=${TOLLMON_KAFKA_CONTROLLER_PORT:-9094}
 PARTITIONS=${TOLLMON_KAFKA_PARTITIONS:-4}
 PROM_PORT=${TOLLMON_PROMETHEUS_PORT:-9090}
 AM_PORT=${TOLLMON_ALERTMANAGER_PORT:-9093}
+WORKER_PORTS=${TOLLMON_WORKER_PORTS:-6066,6067}
+WEBHOOK_PORT=${TOLLMON_WEBHOOK_PORT:-5001}
 AUTO_INSTALL=${TOLLMON_AUTO_INSTALL:-1}
 STARTUP_TIMEOUT=${TOLLMON_STARTUP_TIMEOUT:-90}
 STOP_TIMEOUT=${TOLLMON_STOP_TIMEOUT:-30}
@@ -49,9 +53,11 @@ log() { printf '[stack] %s\n' "$*"; }
 warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$PROM_PORT" "$AM_PORT" "$PARTITIONS"; do
+for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$PROM_PORT" "$AM_PORT" "$WEBHOOK_PORT" "$PARTITIONS"; do
     [[ $p =~ ^[0-9]+$ ]] || die "ports and partition counts must be numbers (got '$p')"
 done
+[[ $WORKER_PORTS =~ ^[0-9]+(,[0-9]+)*$ ]] \
+    || die "TOLLMON_WORKER_PORTS must be ports separated by commas (got '$WORKER_PORTS')"
 (( PARTITIONS >= 1 )) || die "TOLLMON_KAFKA_PARTITIONS must be at least 1"
 [[ $CONTROLLER_PORT != "$KAFKA_PORT" && $AM_PORT != "$CONTROLLER_PORT" && $AM_PORT != "$KAFKA_PORT" \
    && $PROM_PORT != "$AM_PORT" && $PROM_PORT != "$KAFKA_PORT" && $PROM_PORT != "$CONTROLLER_PORT" ]] \
@@ -480,19 +486,32 @@ wait_kafka() {
 
 # ------------------------------------------------------ prometheus & alertmanager
 
-# config/prometheus.yml is written for the default ports; other ports get a
-# substituted copy under .run/etc (rule_files then point back to config/rules).
+# The configs are written for the default ports; other ports get substituted
+# copies under .run/etc (Prometheus's rule_files then point back to config/rules).
 prometheus_config() {
-    if [[ $PROM_PORT == 9090 && $AM_PORT == 9093 ]]; then
+    if [[ $PROM_PORT == 9090 && $AM_PORT == 9093 && $WORKER_PORTS == 6066,6067 ]]; then
         echo "$PROM_CONFIG"
         return
     fi
+    local targets
+    targets=$(sed -e 's/[0-9][0-9]*/"127.0.0.1:&"/g' -e 's/,/, /g' <<<"$WORKER_PORTS")
     mkdir -p "$ETC_DIR"
     sed -e "s/127\.0\.0\.1:9090/127.0.0.1:$PROM_PORT/g" \
         -e "s/127\.0\.0\.1:9093/127.0.0.1:$AM_PORT/g" \
+        -e "s/\"127\.0\.0\.1:6066\", \"127\.0\.0\.1:6067\"/$targets/" \
         -e "s#^\(  - \)rules/#\1$ROOT/config/rules/#" \
         "$PROM_CONFIG" >"$ETC_DIR/prometheus.yml"
     echo "$ETC_DIR/prometheus.yml"
+}
+
+alertmanager_config() {
+    if [[ $WEBHOOK_PORT == 5001 ]]; then
+        echo "$AM_CONFIG"
+        return
+    fi
+    mkdir -p "$ETC_DIR"
+    sed -e "s/127\.0\.0\.1:5001/127.0.0.1:$WEBHOOK_PORT/g" "$AM_CONFIG" >"$ETC_DIR/alertmanager.yml"
+    echo "$ETC_DIR/alertmanager.yml"
 }
 
 start_prometheus() {
@@ -519,12 +538,14 @@ start_alertmanager() {
         return 0
     fi
     port_busy "$AM_PORT" && die "port $AM_PORT is taken by another process (not ours); stop it or set TOLLMON_ALERTMANAGER_PORT"
+    local cfg
+    cfg=$(alertmanager_config)
     mkdir -p "$AM_DIR"
     log "starting alertmanager on 127.0.0.1:$AM_PORT"
     # An empty --cluster.listen-address turns gossip clustering off (it would
     # otherwise listen on 9094, the KRaft controller port).
     spawn alertmanager "$RUN/alertmanager.log" prometheus-alertmanager \
-        --config.file="$AM_CONFIG" \
+        --config.file="$cfg" \
         --storage.path="$AM_DIR" \
         --web.listen-address="127.0.0.1:$AM_PORT" \
         --web.external-url="http://127.0.0.1:$AM_PORT/" \
@@ -556,7 +577,7 @@ print_where() {
 [stack]               log $KAFKA_DIR/broker.log, data $KAFKA_DIR/data
 [stack] prometheus    http://127.0.0.1:$PROM_PORT/   (targets: /targets, alerts: /alerts)
 [stack]               log $RUN/prometheus.log; reload: curl -X POST http://127.0.0.1:$PROM_PORT/-/reload
-[stack] alertmanager  http://127.0.0.1:$AM_PORT/   (webhook receiver expected at http://127.0.0.1:5001/)
+[stack] alertmanager  http://127.0.0.1:$AM_PORT/   (webhook receiver expected at http://127.0.0.1:$WEBHOOK_PORT/)
 [stack]               log $RUN/alertmanager.log
 [stack] ------------------------------------------------------------
 EOF

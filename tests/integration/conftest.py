@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tollmon.settings import INPUT_TOPICS
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER_PORTS = (6066, 6067)  # the ports config/prometheus.yml scrapes
+# The ports Prometheus scrapes (config/prometheus.yml; tools/stack.sh substitutes these).
+WORKER_PORTS = tuple(int(p) for p in os.environ.get("TOLLMON_WORKER_PORTS", "6066,6067").split(","))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ severity and kind, and a plaza's DATA_GAP inhibits its queue alerts."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -26,7 +27,8 @@ from tollmon.simulate import Surge, TrafficProfile, generate
 
 pytestmark = pytest.mark.integration
 
-WEBHOOK = ("127.0.0.1", 5001)  # where config/alertmanager.yml's receivers point
+# Where config/alertmanager.yml's receivers point (tools/stack.sh substitutes the port).
+WEBHOOK = ("127.0.0.1", int(os.environ.get("TOLLMON_WEBHOOK_PORT", "5001")))
 GROUP_WAIT_S = 10  # config/alertmanager.yml route.group_wait
 RUN = uuid.uuid4().hex[:6]
 # Plaza ids of this run only: the shared Alertmanager also holds other runs' alerts.
