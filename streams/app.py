@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.agents import Worker, input_consumer, register_agents
@@ -42,6 +43,25 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 CHANGELOG_BUFFER_MESSAGES = 10_000
 
 
+class TollmonApp(faust.App):
+    """Faust's app, which at shutdown stops the input consumer before anything else.
+
+    Faust stops its own consumer and then its tables first, and the services added
+    with `app.service` last. The input consumer went on ingesting meanwhile, and the
+    open-trips table's last flush (streams/open_trips.py), which Faust's buffer sends
+    one message per event-loop turn, waited a whole ingest batch per message: 22 s at
+    3,000 plazas. Stopped first, the input consumer commits what its outputs covered
+    and leaves the loop to the shutdown.
+    """
+
+    input_consumer: Service | None = None
+
+    async def on_stop(self) -> None:
+        if self.input_consumer is not None:
+            await self.input_consumer.stop()
+        await super().on_stop()
+
+
 def create_app(
     settings: Settings,
     network: Network,
@@ -54,7 +74,7 @@ def create_app(
     # Built once and shared (one TLS context) by the clients made here; Faust makes
     # its own clients from `broker_credentials`.
     client_options = security.kafka_python_options()
-    app = faust.App(
+    app = TollmonApp(
         settings.faust_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # None (PLAINTEXT) unless TOLLMON_KAFKA_SECURITY_PROTOCOL asks for TLS/SASL;
@@ -141,7 +161,9 @@ def create_app(
         settings.session_timeout_s,
         client_options,
     )
-    app.service(input_consumer(worker, client, settings, flush_outputs, client_options))
+    consumer = input_consumer(worker, client, settings, flush_outputs, client_options)
+    app.service(consumer)
+    app.input_consumer = consumer
     if settings.gc_freeze:
         app.service(HeapFreezer())  # type: ignore[arg-type]
     register_weighing_agents(

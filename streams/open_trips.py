@@ -46,18 +46,48 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{OPEN_TRIPS_TABLE}-changelog"
 
 
+class _OpenTripsTable(faust.Table[bytes, bytes]):
+    """A table whose changelog writes all reach the broker before its stores close.
+
+    Faust stops its tables right after its consumer, while the producer still holds the
+    pairing agent's last changelog messages (up to `CHANGELOG_BUFFER_MESSAGES`). Each
+    one sent after its store had closed made Faust reopen the store to record the
+    offset, which RocksDB refused ("No locks available"): after a backlog, hundreds of
+    errors at every shutdown (docs/operations.md). The streams are empty by then, so
+    the flush ends; the offsets of sends whose callbacks come after it are not recorded.
+    """
+
+    _closing = False
+
+    async def on_stop(self) -> None:
+        await self.app.producer.flush()
+        # From here the stores close: a send whose callback comes later leaves its
+        # offset unrecorded, and a restart reads that message again (a repeated put).
+        self._closing = True
+        await super().on_stop()
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        if not self._closing:
+            super()._on_changelog_sent(fut)
+
+
 def open_trips_table(app: faust.App, partitions: int) -> Any:
     """The open-trips table: bytes keys and values, in RocksDB, changelogged."""
-    return app.Table(
-        OPEN_TRIPS_TABLE,
-        default=None,
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        # Not "rocksdb://": Faust reads a URL without a path as no store given (memory).
-        store=f"rocksdb:{OPEN_TRIPS_TABLE}",
-        # A copy: Faust's store takes its own keys (the driver) out of the mapping.
-        options=dict(ROCKSDB_OPTIONS),
+    # What `app.Table(...)` does, with the table class above.
+    return app.tables.add(
+        _OpenTripsTable(
+            app,
+            name=OPEN_TRIPS_TABLE,
+            beacon=app.tables.beacon,
+            default=None,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            # Not "rocksdb://": Faust reads a URL without a path as no store given (memory).
+            store=f"rocksdb:{OPEN_TRIPS_TABLE}",
+            # A copy: Faust's store takes its own keys (the driver) out of the mapping.
+            options=dict(ROCKSDB_OPTIONS),
+        )
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import faust
 import faust.stores.rocksdb
 import pytest
+from faust.types import TP
+from faust.types.tuples import RecordMetadata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rocksdict import Options, Rdict
@@ -234,3 +236,45 @@ def test_apps_of_different_prefixes_keep_their_stores_apart(
         paths.append(app.tables["open_trips_v2"].data.partition_path(0))
     assert paths[0] != paths[1]
     assert all(path.is_relative_to(tmp_path) for path in paths)
+
+
+class _Sent:
+    """A changelog send that completed, as the table's callback sees it."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self._metadata = RecordMetadata(
+            topic="t-open_trips_v2-changelog",
+            partition=partition,
+            topic_partition=TP("t-open_trips_v2-changelog", partition),
+            offset=offset,
+        )
+
+    def result(self) -> RecordMetadata:
+        return self._metadata
+
+
+async def test_a_stopping_table_sends_its_changelog_before_its_stores_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust closes a table's stores right after its consumer stops, while the producer
+    still holds changelog writes. Sent later, each made Faust reopen a closed store to
+    record its offset, which RocksDB refuses ("No locks available")."""
+    app = faust.App("t", broker="kafka://localhost:9092", store="memory://", datadir=tmp_path)
+    table = open_trips_table(app, partitions=4)
+    store = table.data
+    flushed = []
+
+    async def flush() -> None:
+        flushed.append(dict(store._dbs))  # the stores open at the time of the flush
+
+    monkeypatch.setattr(app.producer, "flush", flush)
+    table._on_changelog_sent(_Sent(partition=1, offset=41))  # running: the offset is kept
+    assert store.persisted_offset(TP("t-open_trips_v2-changelog", 1)) == 41
+
+    await table.on_stop()
+
+    assert len(flushed) == 1
+    assert 1 in flushed[0]  # flushed while the store was open
+    store._dbs.clear()  # what the store's own stop does next (Faust keeps no handle)
+    table._on_changelog_sent(_Sent(partition=2, offset=7))  # a straggler after the flush
+    assert store._dbs == {}  # no store reopened to record it
