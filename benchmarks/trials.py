@@ -105,8 +105,12 @@ def drain(
     workers: int,
     workdir: Path,
     prefilled_prefix: str | None = None,
+    timed: bool = True,
 ) -> DrainResult:
     """Time `workers` replay-mode workers through the whole load.
+
+    Untimed (`timed=False`: only the peak RSS is wanted), a backlog too small to time
+    gives a rate of NaN instead of an error.
 
     With `prefilled_prefix` the backlog is already there before the worker starts;
     otherwise the workers start on empty topics, join one stable group, and the backlog
@@ -125,7 +129,7 @@ def drain(
         if prefilled_prefix is None:
             _wait_for_members(bootstrap, group, workers)
             kafka_io.produce(load, bootstrap, prefix, paced=False)
-        timed = _time_drain(progress, len(load), procs)
+        timing = _time_drain(progress, len(load), procs, need_rate=timed)
         rss = [w.peak_rss_bytes() for w in procs]
     finally:
         progress.close()
@@ -133,7 +137,7 @@ def drain(
             w.stop()
         kafka_io.delete_topics(bootstrap, prefix)
     return DrainResult(
-        workers, plazas, len(load), timed.rate, timed.seconds, rss, timed.cpu, timed.busy
+        workers, plazas, len(load), timing.rate, timing.seconds, rss, timing.cpu, timing.busy
     )
 
 
@@ -156,11 +160,16 @@ class _Timed:
 
 
 def _time_drain(
-    progress: kafka_io.GroupProgress, total: int, procs: list[Worker], timeout_s: float = 900
+    progress: kafka_io.GroupProgress,
+    total: int,
+    procs: list[Worker],
+    timeout_s: float = 900,
+    need_rate: bool = True,
 ) -> _Timed:
     """Rate, and CPU use, between the commits that first pass 10 % and 90 % of the backlog.
 
-    Commits come every few seconds; the time of each is known to the poll interval.
+    Commits come every few seconds; the time of each is known to the poll interval. If
+    one commit passes both, the rate cannot be told: an error, or NaN if not `need_rate`.
     """
     marks: list[_Mark] = []
     start = time.monotonic()
@@ -183,7 +192,10 @@ def _time_drain(
     m90 = next(m for m in marks if m.committed >= 0.9 * total)
     wall = m90.at - m10.at
     if wall <= 0:
-        raise RuntimeError("backlog too small to time: 10 % and 90 % in one commit")
+        if need_rate:
+            raise RuntimeError("backlog too small to time: 10 % and 90 % in one commit")
+        nan = float("nan")
+        return _Timed(nan, marks[-1].at - marks[0].at, [nan] * len(procs), nan)
     return _Timed(
         rate=(m90.committed - m10.committed) / wall,
         seconds=marks[-1].at - marks[0].at,

@@ -28,7 +28,7 @@ from benchmarks.synthetic import (
     serve_in_order,
     standard_network,
 )
-from benchmarks.trials import DrainResult, LiveResult, Scraper, align
+from benchmarks.trials import DrainResult, LiveResult, Scraper, _time_drain, align
 from tollmon.network import parse_network
 from tollmon.validation import validator_for
 
@@ -270,3 +270,27 @@ def test_live_trials_scrape_the_worker_as_prometheus_would(httpserver: HTTPServe
     with Scraper(httpserver.url_for("/metrics"), every_s=3600) as idle:
         pass  # leaving stops its thread at once, without waiting out the interval
     assert idle.durations_s == []
+
+
+class _Commits:
+    """A consumer group's committed count, read once per poll of the drain timer."""
+
+    def __init__(self, *counts: int) -> None:
+        self._counts = list(counts)
+
+    def committed(self) -> int:
+        return self._counts.pop(0) if len(self._counts) > 1 else self._counts[0]
+
+
+def test_a_drain_is_timed_between_the_commits_passing_10_and_90_percent() -> None:
+    timed = _time_drain(_Commits(0, 50, 500, 950, 1_000), 1_000, [])  # type: ignore[arg-type]
+    assert timed.rate > 0
+
+
+def test_a_backlog_drained_within_one_commit_has_no_rate_to_tell() -> None:
+    """The memory probe only wants its peak RSS: on a fast day its small backlog went
+    from none to all committed in one commit, and the whole bench stopped there."""
+    with pytest.raises(RuntimeError, match="too small to time"):
+        _time_drain(_Commits(0, 1_000), 1_000, [])  # type: ignore[arg-type]
+    untimed = _time_drain(_Commits(0, 1_000), 1_000, [], need_rate=False)  # type: ignore[arg-type]
+    assert math.isnan(untimed.rate)
