@@ -2,11 +2,9 @@
 
 The entry weighing and the lane transaction of one vehicle come on different topics, so they
 are joined on (plaza_id, pass_id): the same trip id at the same plaza. Both sources are keyed
-by plaza, so the stream layer keeps one `PendingOverload` per `overload_join_key(...)` (a
-table with a changelog) and calls `join_overload(pending, event, thresholds)` with each entry
-weighing and each entry lane transaction, whichever arrives first. Pending states older
-than the join window are dropped with `is_join_expired(...)`; a weighing whose transaction
-never comes raises nothing, since admission was never observed.
+by plaza, so each plaza's events reach one `OverloadJoin`, in event time, whichever side of
+a trip comes first. Sides older than the join window are dropped; a weighing whose
+transaction never comes raises nothing, since admission was never observed.
 """
 
 from __future__ import annotations
@@ -66,83 +64,108 @@ class OverweightEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AdmissionResult(msgspec.Struct, frozen=True, kw_only=True):
-    """An entry lane transaction's result, waiting for its weighing."""
+    """An entry lane transaction's result, as it joins its weighing."""
 
     lane_id: str
     result: TxResult
     ts: int
 
 
-class PendingOverload(msgspec.Struct, frozen=True, kw_only=True):
-    """One side of the weighing/transaction join, held until the other side arrives."""
-
-    plaza_id: str
-    pass_id: str
-    weighing: OverweightEntry | None = None
-    admission: AdmissionResult | None = None
-
-    @property
-    def first_ts(self) -> int:
-        """Event time of the side that arrived."""
-        sides = [s.ts for s in (self.weighing, self.admission) if s is not None]
-        return min(sides)
+# A held admission is one int: its time in ms times this, plus the code of its (lane,
+# result). An hour at a busy plaza holds a couple of hundred trucks' admissions, most
+# of them never joined (their weighing was legal, or came first), so they are kept as
+# small as a dict entry can be.
+_SIDE_CODES = 1 << 16
 
 
-def overload_join_key(event: WeighMeasurement | LaneTransaction) -> str:
-    """The join key of an entry weighing or transaction: plaza and trip id."""
-    return f"{event.plaza_id}/{event.pass_id}"
+class OverloadJoin:
+    """The half-joined entry weighings and admissions of one plaza, oldest first.
 
-
-def join_overload(
-    pending: PendingOverload | None,
-    event: WeighMeasurement | LaneTransaction,
-    thresholds: OverloadThresholds = OverloadThresholds(),
-) -> tuple[PendingOverload | None, Alert | None]:
-    """Advance one (plaza, pass_id) join by one entry weighing or transaction.
-
-    Exit-side events leave the state unchanged. A weighing within its limit ends the join,
-    as does a completed pair; an admitted overweight pair raises `OVERLOAD_ADMITTED`.
+    `observe` takes each entry weighing and entry lane transaction of the plaza in event
+    time, whichever side of a trip comes first, and returns `OVERLOAD_ADMITTED` when an
+    overweight weighing meets an admission that was not REJECTED. A legal weighing ends
+    its trip's join; exit-side events change nothing. `expire` drops the sides that have
+    waited longer than the join window.
     """
-    if isinstance(event, WeighMeasurement):
-        return _join_weighing(pending, event, thresholds)
-    if event.direction != "entry":
-        return pending, None
-    admission = AdmissionResult(lane_id=event.lane_id, result=event.result, ts=event.ts)
-    if pending is not None and pending.weighing is not None:
-        return None, overload_alert(
-            event.plaza_id, event.pass_id, pending.weighing, admission, thresholds
+
+    def __init__(self, thresholds: OverloadThresholds = OverloadThresholds()) -> None:
+        self.thresholds = thresholds
+        self._admissions: dict[str, int] = {}  # pass_id -> packed (ts, lane and result)
+        self._weighings: dict[str, OverweightEntry] = {}  # pass_id -> overweight weighing
+        self._sides: list[tuple[str, TxResult]] = []  # code -> (lane_id, result)
+        self._codes: dict[tuple[str, TxResult], int] = {}
+
+    def __len__(self) -> int:
+        """Trips with one side held."""
+        return len(self._admissions) + len(self._weighings)
+
+    def observe(self, event: WeighMeasurement | LaneTransaction) -> Alert | None:
+        """Advance the trip's join by one event; the alert of an admitted overload, if any."""
+        if isinstance(event, WeighMeasurement):
+            return self._weighing(event)
+        if event.direction != "entry":
+            return None
+        weighing = self._weighings.pop(event.pass_id, None)
+        if weighing is not None:
+            admission = AdmissionResult(lane_id=event.lane_id, result=event.result, ts=event.ts)
+            return overload_alert(
+                event.plaza_id, event.pass_id, weighing, admission, self.thresholds
+            )
+        self._admissions.pop(event.pass_id, None)  # a repeat moves to the young end
+        self._admissions[event.pass_id] = event.ts * _SIDE_CODES + self._code(
+            event.lane_id, event.result
         )
-    return PendingOverload(
-        plaza_id=event.plaza_id, pass_id=event.pass_id, admission=admission
-    ), None
+        return None
 
+    def expire(self, watermark_ts: int) -> None:
+        """Drop every side that has waited past the join window at this watermark."""
+        oldest_kept = watermark_ts - self.thresholds.join_window_s * 1000
+        admissions = self._admissions
+        while admissions:
+            pass_id, packed = next(iter(admissions.items()))
+            if packed // _SIDE_CODES >= oldest_kept:
+                break
+            del admissions[pass_id]
+        weighings = self._weighings
+        while weighings:
+            pass_id, weighing = next(iter(weighings.items()))
+            if weighing.ts >= oldest_kept:
+                break
+            del weighings[pass_id]
 
-def _join_weighing(
-    pending: PendingOverload | None, event: WeighMeasurement, thresholds: OverloadThresholds
-) -> tuple[PendingOverload | None, Alert | None]:
-    if event.station != "entry":
-        return pending, None
-    if not thresholds.is_overloaded(event.gross_kg, event.axles):
-        return None, None
-    weighing = OverweightEntry(
-        scale_id=event.scale_id,
-        lane_id=event.lane_id,
-        gross_kg=event.gross_kg,
-        axles=event.axles,
-        ts=event.ts,
-    )
-    if pending is not None and pending.admission is not None:
-        return None, overload_alert(
-            event.plaza_id, event.pass_id, weighing, pending.admission, thresholds
+    def _weighing(self, event: WeighMeasurement) -> Alert | None:
+        if event.station != "entry":
+            return None
+        packed = self._admissions.pop(event.pass_id, None)
+        self._weighings.pop(event.pass_id, None)  # a weighing again replaces the first
+        if not self.thresholds.is_overloaded(event.gross_kg, event.axles):
+            return None
+        weighing = OverweightEntry(
+            scale_id=event.scale_id,
+            lane_id=event.lane_id,
+            gross_kg=event.gross_kg,
+            axles=event.axles,
+            ts=event.ts,
         )
-    return PendingOverload(plaza_id=event.plaza_id, pass_id=event.pass_id, weighing=weighing), None
+        if packed is not None:
+            ts, code = divmod(packed, _SIDE_CODES)
+            lane_id, result = self._sides[code]
+            admission = AdmissionResult(lane_id=lane_id, result=result, ts=ts)
+            return overload_alert(
+                event.plaza_id, event.pass_id, weighing, admission, self.thresholds
+            )
+        self._weighings[event.pass_id] = weighing
+        return None
 
-
-def is_join_expired(
-    pending: PendingOverload, watermark_ts: int, thresholds: OverloadThresholds
-) -> bool:
-    """Whether a half-joined state has waited past the join window at this watermark."""
-    return watermark_ts - pending.first_ts > thresholds.join_window_s * 1000
+    def _code(self, lane_id: str, result: TxResult) -> int:
+        code = self._codes.get((lane_id, result))
+        if code is None:
+            code = len(self._sides)
+            if code == _SIDE_CODES:
+                raise ValueError(f"more than {_SIDE_CODES} lane and result pairs at one plaza")
+            self._sides.append((lane_id, result))
+            self._codes[(lane_id, result)] = code
+        return code
 
 
 def overload_alert(

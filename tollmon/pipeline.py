@@ -18,13 +18,7 @@ from detectors.approach import ApproachConfig
 from detectors.data_gap import DataGapConfig, DataGapMonitor
 from detectors.etc_health import EtcHealthConfig, EtcHealthMonitor, LaneKey
 from detectors.ordering import EventTimeMerger
-from detectors.overload import (
-    OverloadThresholds,
-    PendingOverload,
-    is_join_expired,
-    join_overload,
-    overload_join_key,
-)
+from detectors.overload import OverloadJoin, OverloadThresholds
 from detectors.queue import BOUNDARY_MS, ApproachEstimator, QueueEstimate
 from detectors.stall import LaneStallMonitor, StallConfig
 from tollmon import checkpoint
@@ -86,8 +80,8 @@ class PlazaState:
         # before it closes none, so `advance` would produce nothing (None: none started).
         self.quiet_until_ms: int | None = None
         self.estimating = False  # some estimator has observed an event
-        # Half-joined (plaza, pass_id) entry weighings and admissions, oldest first.
-        self.pending_overload: dict[str, PendingOverload] = {}
+        # Half-joined entry weighings and admissions of the plaza's trips.
+        self.overload_join = OverloadJoin(spec.overload)
         self.etc = EtcHealthMonitor(spec.etc_health)
         self.stall = LaneStallMonitor(spec.stall, spec.open_lanes)
         expected: tuple[type, ...] = (LaneTransaction,)
@@ -259,16 +253,8 @@ class Pipeline:
             return
         if isinstance(event, WeighMeasurement) and event.station != "entry":
             return
-        pending = plaza.pending_overload
-        while pending:
-            oldest_key, oldest = next(iter(pending.items()))
-            if not is_join_expired(oldest, event.ts, plaza.spec.overload):
-                break
-            del pending[oldest_key]
-        key = overload_join_key(event)
-        state, alert = join_overload(pending.pop(key, None), event, plaza.spec.overload)
-        if state is not None:
-            pending[key] = state
+        plaza.overload_join.expire(event.ts)
+        alert = plaza.overload_join.observe(event)
         if alert is not None:
             out.alerts.append(alert)
 

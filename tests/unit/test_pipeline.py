@@ -185,6 +185,6 @@ def test_truck_admissions_wait_for_a_weighing_only_where_an_entry_scale_weighs()
 
     held = checkpoint.loads(pipeline.snapshot(["URC-E01", "URC-E02"]), PlazaState)
     # Each truck admitted at a weighing plaza may still meet its entry weighing ...
-    assert len(held["URC-E01"].pending_overload) == 50
+    assert len(held["URC-E01"].overload_join) == 50
     # ... but no weighing can come where the entry has no scale: nothing is held for one.
-    assert held["URC-E02"].pending_overload == {}
+    assert len(held["URC-E02"].overload_join) == 0

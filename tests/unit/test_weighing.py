@@ -5,12 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from detectors.overload import (
-    OverloadThresholds,
-    is_join_expired,
-    join_overload,
-    overload_join_key,
-)
+from detectors.overload import OverloadJoin, OverloadThresholds
 from detectors.scales import ScaleBiasEstimate, ScaleInfo
 from detectors.weighing import (
     HOUR_MS,
@@ -24,6 +19,7 @@ from detectors.weighing import (
     expired_entries,
     pair_weighing,
 )
+from tollmon import checkpoint
 from tollmon.events import LaneTransaction, TxResult, WeighMeasurement, WeighQuality
 
 SCALES = {
@@ -305,50 +301,94 @@ def test_overload_tolerance_is_configurable() -> None:
 
 @pytest.mark.parametrize("result", ["OK", "ETC_FAIL"])
 def test_an_overweight_truck_let_in_raises_overload_admitted(result: TxResult) -> None:
-    pending, alert = join_overload(None, weighing("entry", 50_000, ts=1_000))
-    assert alert is None
-    assert pending is not None
-    pending, alert = join_overload(pending, transaction(result))
-    assert pending is None
+    join = OverloadJoin()
+    assert join.observe(weighing("entry", 50_000, ts=1_000)) is None
+    alert = join.observe(transaction(result))
     assert alert is not None
     assert (alert.kind, alert.plaza_id, alert.started_at) == ("OVERLOAD_ADMITTED", "PLAZA-A", 5_000)
     assert alert.evidence["limit_kg"] == 43_000
     assert alert.evidence["result"] == result
+    assert len(join) == 0
 
 
 def test_a_rejected_overweight_truck_is_not_an_admitted_overload() -> None:
-    pending, _ = join_overload(None, weighing("entry", 50_000))
-    assert join_overload(pending, transaction("REJECTED")) == (None, None)
+    join = OverloadJoin()
+    join.observe(weighing("entry", 50_000))
+    assert join.observe(transaction("REJECTED")) is None
+    assert len(join) == 0
 
 
-def test_the_join_works_whichever_side_arrives_first() -> None:
-    pending, alert = join_overload(None, transaction("OK"))
-    assert alert is None
-    assert pending is not None
-    pending, alert = join_overload(pending, weighing("entry", 50_000, ts=1_000))
-    assert pending is None
-    assert alert is not None
+@pytest.mark.parametrize("result", ["OK", "ETC_FAIL", "REJECTED"])
+def test_the_join_works_whichever_side_arrives_first(result: TxResult) -> None:
+    join = OverloadJoin()
+    assert join.observe(transaction(result, ts=1_000)) is None
+    assert len(join) == 1
+    alert = join.observe(weighing("entry", 50_000, ts=2_000))
+    assert len(join) == 0
+    if result == "REJECTED":
+        assert alert is None
+    else:
+        assert alert is not None
+        assert alert.started_at == 1_000
+        assert (alert.evidence["lane"], alert.evidence["result"]) == ("02", result)
 
 
-def test_the_join_key_is_plaza_and_pass_id() -> None:
-    assert (
-        overload_join_key(weighing("entry")) == overload_join_key(transaction("OK")) == "PLAZA-A/P1"
-    )
+def test_only_the_same_trip_joins() -> None:
+    join = OverloadJoin()
+    join.observe(transaction("OK", pass_id="P2"))
+    assert join.observe(weighing("entry", 50_000, pass_id="P1")) is None
+    assert len(join) == 2
 
 
 def test_a_legal_weighing_ends_the_join_without_an_alert() -> None:
-    assert join_overload(None, weighing("entry", 40_000)) == (None, None)
+    join = OverloadJoin()
+    join.observe(transaction("OK"))
+    assert join.observe(weighing("entry", 40_000)) is None
+    assert len(join) == 0
+    assert join.observe(weighing("entry", 40_000, pass_id="P2")) is None
+    assert len(join) == 0
+
+
+def test_a_legal_weighing_again_clears_an_overweight_one() -> None:
+    join = OverloadJoin()
+    join.observe(weighing("entry", 50_000, ts=0))
+    join.observe(weighing("entry", 40_000, ts=60_000))
+    assert join.observe(transaction("OK", ts=90_000)) is None
 
 
 def test_exit_events_do_not_touch_the_join() -> None:
-    pending, _ = join_overload(None, weighing("entry", 50_000))
-    assert join_overload(pending, weighing("exit", 50_000)) == (pending, None)
-    assert join_overload(pending, transaction("OK", direction="exit")) == (pending, None)
+    join = OverloadJoin()
+    join.observe(weighing("entry", 50_000))
+    assert join.observe(weighing("exit", 50_000)) is None
+    assert join.observe(transaction("OK", direction="exit")) is None
+    assert len(join) == 1
+    assert join.observe(transaction("OK")) is not None
 
 
-def test_a_half_join_expires_after_the_window() -> None:
-    pending, _ = join_overload(None, weighing("entry", 50_000, ts=0))
-    assert pending is not None
-    window = OverloadThresholds(join_window_s=60)
-    assert not is_join_expired(pending, 60_000, window)
-    assert is_join_expired(pending, 60_001, window)
+@pytest.mark.parametrize("first", ["weighing", "admission"])
+def test_a_half_join_expires_after_the_window(first: str) -> None:
+    join = OverloadJoin(OverloadThresholds(join_window_s=60))
+    if first == "weighing":
+        join.observe(weighing("entry", 50_000, ts=0))
+    else:
+        join.observe(transaction("OK", ts=0))
+    join.observe(transaction("OK", pass_id="LATER", ts=30_000))
+    join.expire(60_000)
+    assert len(join) == 2
+    join.expire(60_001)
+    assert len(join) == 1
+    late = transaction("OK", ts=60_001) if first == "weighing" else weighing("entry", 50_000)
+    assert join.observe(late) is None
+
+
+def test_a_held_join_survives_a_checkpoint() -> None:
+    join = OverloadJoin()
+    join.observe(transaction("ETC_FAIL", ts=1_000))
+    join.observe(weighing("entry", 50_000, pass_id="P2", ts=2_000))
+    restored = checkpoint.loads(checkpoint.dumps({"PLAZA-A": join}), OverloadJoin)["PLAZA-A"]
+    first = restored.observe(weighing("entry", 50_000, ts=3_000))
+    second = restored.observe(transaction("OK", pass_id="P2", ts=4_000))
+    assert first is not None
+    assert second is not None
+    assert (first.started_at, first.evidence["result"]) == (1_000, "ETC_FAIL")
+    assert (second.started_at, second.evidence["weighed_at"]) == (4_000, 2_000)
