@@ -27,7 +27,7 @@ class CumulativeCurve:
     `count`), so a unit per entry costs little more than a point per batch would.
     """
 
-    __slots__ = ("_base", "_head", "_horizon_ms", "_origin", "_ts", "total")
+    __slots__ = ("_base", "_forgotten_ms", "_head", "_horizon_ms", "_origin", "_ts", "total")
 
     def __init__(self, horizon_s: float) -> None:
         self._horizon_ms = round(horizon_s * 1000)
@@ -35,6 +35,7 @@ class CumulativeCurve:
         self._origin = 0
         self._head = 0  # index of the oldest unit kept; those before it are forgotten
         self._base = 0  # units deleted from the front of _ts by compaction
+        self._forgotten_ms: int | None = None  # time of the latest unit forgotten
         self.total = 0
 
     def add(self, ts_ms: int, count: int = 1) -> int:
@@ -69,17 +70,38 @@ class CumulativeCurve:
         position = max(index - self._base - 1, self._head)
         return self._origin + self._ts[position]
 
+    def latest_at(self, ts_ms: int) -> int | None:
+        """Time of the latest unit at or before ts_ms, forgotten or not; None if none.
+
+        Exact from the last horizon on. Before the kept units it is the last unit
+        forgotten, as `count_at` counts every forgotten unit there.
+        """
+        position = bisect_right(self._ts, ts_ms - self._origin, lo=self._head)
+        if position > self._head:
+            return self._origin + self._ts[position - 1]
+        return self._forgotten_ms
+
     def last_time(self) -> int | None:
         """Time of the latest unit, if any."""
         return self._origin + self._ts[-1] if len(self._ts) > self._head else None
 
-    def prune(self, now_ms: int) -> None:
-        """Forget units older than the horizon before now_ms, always keeping the latest."""
+    def prune(self, now_ms: int, horizon_ms: int | None = None) -> None:
+        """Forget units older than the horizon before now_ms, always keeping the latest.
+
+        `horizon_ms` overrides the curve's own horizon for this call. Counts at times
+        before a horizon are no longer exact (see `count_at`), so a reader that looks
+        back further than it must say so here.
+        """
         last = len(self._ts) - 1
         if last <= self._head:
             return
-        horizon = now_ms - self._horizon_ms - self._origin
-        self._head = bisect_left(self._ts, horizon, lo=self._head, hi=last)
+        keep_ms = self._horizon_ms if horizon_ms is None else horizon_ms
+        horizon = now_ms - keep_ms - self._origin
+        head = bisect_left(self._ts, horizon, lo=self._head, hi=last)
+        if head == self._head:
+            return
+        self._forgotten_ms = self._origin + self._ts[head - 1]
+        self._head = head
         if self._head >= _COMPACT_AFTER and self._head * 8 >= len(self._ts):
             self._compact()
 
@@ -98,6 +120,7 @@ class CumulativeCurve:
         oldest = self._origin + self._ts[0]
         if ts_ms - oldest > _MAX_OFFSET:
             # Every kept unit is weeks older than this one, far past any horizon.
+            self._forgotten_ms = self._origin + self._ts[-1]
             self._base += len(self._ts)
             self._ts = array("i")
             self._origin = ts_ms

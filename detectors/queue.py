@@ -67,8 +67,13 @@ RATE_WINDOW_MS = 60_000
 # Demand and service for the lane recommendation: long enough to be stable, short enough to
 # follow a peak.
 DEMAND_WINDOW_MS = 300_000
-# A vehicle waits far less than this; older curve points are only needed for late ranks.
+# The unplated detections are paired with departures in order, so their curve keeps as
+# long as a vehicle may wait: far longer than any wait seen.
 CURVE_HORIZON_S = 3_600.0
+# The count curves (detections, departures, plated detections) are read back at most over
+# the longest window on them (the dead-detector and demand windows, 5 minutes) or, to
+# learn τ from an isolated vehicle, 8 τ: they keep this much, or 8 τ and 5 minutes more.
+COUNTS_LOOKBACK_MS = 600_000
 PLATE_HORIZON_MS = 1_800_000
 MAX_LANES = 64
 MAX_CLASSES = 32
@@ -326,8 +331,9 @@ class ApproachEstimator:
         self._pending_ts = -1
 
     def _prune(self, b: int) -> None:
-        self._arrivals.prune(b)
-        self._departures.prune(b)
+        lookback_ms = max(COUNTS_LOOKBACK_MS, 8 * self._tau_ms + 300_000)
+        self._arrivals.prune(b, lookback_ms)
+        self._departures.prune(b, lookback_ms)
         horizon = b - WAIT_WINDOW_MS
         delays, types = self._delays.columns
         for i in self._delays.drop_through(horizon):
@@ -343,7 +349,7 @@ class ApproachEstimator:
             self._service_sum_s -= services[i]
         if not self._services:
             self._service_sum_s = 0.0
-        self._plated.prune(b)
+        self._plated.prune(b, lookback_ms)
         self._unplated.prune(b)
         horizon = b - PLATE_HORIZON_MS
         while self._matched_max and self._matched_max[0][0] <= b - GHOST_WINDOW_MS:
@@ -559,8 +565,10 @@ class ApproachEstimator:
         last_departure = self._departures.last_time()
         if last_departure is not None and last_departure > b - quiet_ms:
             return False
+        # Nobody due since: a wait of a full queue can outlast the count curves' lookback.
         due_at = b - self._tau_ms
-        return self._arrivals.count_at(due_at) == self._arrivals.count_at(due_at - quiet_ms)
+        latest = self._arrivals.latest_at(due_at)
+        return latest is None or latest <= due_at - quiet_ms
 
     def _lane_loads(self, b: int) -> list[LaneLoad]:
         # Rates over a few seconds of history would call one departure a saturated lane.

@@ -101,6 +101,7 @@ def test_the_curve_answers_like_a_list_of_every_units_time(
     curve = CumulativeCurve(horizon_s=20)
     times: list[int] = []
     forgotten = 0
+    last_forgotten: int | None = None
     now = 1_795_000_000_000
     for step, count, prune in ops:
         now += step
@@ -111,13 +112,35 @@ def test_the_curve_answers_like_a_list_of_every_units_time(
             curve.prune(now)
             keep_from = bisect_right(times, now - 20_000 - 1, hi=len(times) - 1)
             forgotten += keep_from
+            if keep_from:
+                last_forgotten = times[keep_from - 1]
             del times[:keep_from]
         oldest = times[0] if times else None
         for probe in (now - 25_000, now - 10_000, now, now + 1):
             expected = forgotten + bisect_right(times, probe) if times else forgotten
             assert curve.count_at(probe) == expected
+            at_or_before = [t for t in times if t <= probe]
+            latest = at_or_before[-1] if at_or_before else last_forgotten
+            assert curve.latest_at(probe) == latest
         for index in (1, forgotten + 1, forgotten + len(times), forgotten + len(times) + 1):
             kept = index - forgotten - 1
             expected_time = times[max(kept, 0)] if index <= forgotten + len(times) else None
             assert curve.time_of(index) == expected_time, (index, oldest)
         assert len(curve) == len(times)
+
+
+def test_a_reader_may_keep_less_than_the_horizon_and_still_know_the_latest_time() -> None:
+    curve = CumulativeCurve(horizon_s=3600)
+    for second in range(600):
+        curve.add(second * 1_000)
+        curve.prune(second * 1_000, horizon_ms=60_000)
+    assert len(curve) <= 61
+    assert curve.count_at(599_000) == 600
+    assert curve.latest_at(599_000) == 599_000
+    assert curve.latest_at(580_500) == 580_000
+    # Before the kept units, the latest unit is the last one forgotten (as `count_at`
+    # counts every forgotten unit there): exact from the horizon on, which is all a
+    # reader that says how far back it looks reads.
+    assert curve.latest_at(538_999) == 538_000
+    assert curve.latest_at(-1) == 538_000
+    assert CumulativeCurve(horizon_s=60).latest_at(0) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from detectors.queue import ApproachEstimator
@@ -11,6 +13,7 @@ from tests.unit.queue_timeline import (
     approach,
     arrival,
     at,
+    by_time,
     departure,
     lane_status,
     replay,
@@ -331,3 +334,45 @@ def test_the_alert_says_how_much_of_the_queue_is_beyond_the_detector() -> None:
     hidden = fired.evidence["hidden_queue_veh"]
     assert isinstance(hidden, float)
     assert 0 < hidden < raised_at.queue_veh
+
+
+def test_a_stopped_queue_stays_counted_after_its_arrivals_are_older_than_the_curves_keep() -> None:
+    # 81 vehicles arrive over five minutes and the lane serves two of them, then stops. The
+    # count curves keep only the last 10 minutes of detections; 18 minutes after the last
+    # one, the lane has still not had the time to serve the queue, so it is not "seen
+    # empty", even when a new vehicle has just crossed the detector.
+    events: list[QueueEvent] = [arrival(float(k)) for k in range(60)]
+    events += [departure(45.0, service_s=30.0), departure(75.0, service_s=30.0)]
+    events += [arrival(100.0 + 10.0 * k) for k in range(21)]
+    events.append(arrival(1_400.0))
+
+    estimates, _ = replay(approach(distance_m=1_000.0), events, until_s=1_410.0)
+
+    held = [e for e in estimates if seconds_of(e) >= 300.0]
+    assert held
+    assert all(e.queue_veh >= 75 for e in held)
+
+
+def test_an_hour_of_a_busy_approach_keeps_ten_minutes_of_counts() -> None:
+    # Three vehicles a second, all plated and served at once: the count curves are read at
+    # most 10 minutes back here (8 τ is 2 minutes), so an hour of them is not kept. At 4
+    # bytes a unit, three curves of an hour would take 127 KiB on their own; the half hour
+    # of plate reads kept in detection order (16 bytes each) is most of what remains.
+    events: list[QueueEvent] = []
+    for k in range(3 * 3600):
+        t = k / 3.0
+        plate, lane = f"v{k}", f"0{k % 3 + 1}"
+        events.append(arrival(t, plate=plate))
+        events.append(departure(t + TAU_S + 2.0, lane=lane, service_s=2.0, plate=plate))
+    lanes: Lanes = (("01", "ETC"), ("02", "ETC"), ("03", "MTC"))
+    tracemalloc.start()
+    try:
+        estimator = ApproachEstimator(approach(lanes))
+        before = tracemalloc.get_traced_memory()[0]
+        for event in by_time(events):
+            estimator.observe(event)
+            estimator.advance(event.ts)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 150 * 1024
