@@ -143,13 +143,14 @@ class ApproachEstimator:
         self._lane_windows: dict[str, LaneServiceWindow] = {
             lane: LaneServiceWindow(LANE_WINDOW_MS / 1000) for lane in self._lane_type
         }
-        self._arrivals = CumulativeCurve(CURVE_HORIZON_S)
-        self._departures = CumulativeCurve(CURVE_HORIZON_S)
+        # The count curves are pruned with `_counts_lookback_ms` (see COUNTS_LOOKBACK_MS).
+        self._arrivals = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
+        self._departures = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
         # Raw detections minus the vehicles they really stand for (miscounts, re-anchors).
         self._offset = 0.0
         # Detections with a plate read, and how many of them have left (or been given up on):
         # the plated vehicles still due at the barriers are an exact floor for the count.
-        self._plated = CumulativeCurve(CURVE_HORIZON_S)
+        self._plated = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
         self._plates_closed = 0
         self._unplated = CumulativeCurve(CURVE_HORIZON_S)
         # The next unplated detection a departure without a plate match is paired with.
@@ -330,8 +331,11 @@ class ApproachEstimator:
         pending.clear()
         self._pending_ts = -1
 
+    def _counts_lookback_ms(self) -> int:
+        return max(COUNTS_LOOKBACK_MS, 8 * self._tau_ms + 300_000)
+
     def _prune(self, b: int) -> None:
-        lookback_ms = max(COUNTS_LOOKBACK_MS, 8 * self._tau_ms + 300_000)
+        lookback_ms = self._counts_lookback_ms()
         self._arrivals.prune(b, lookback_ms)
         self._departures.prune(b, lookback_ms)
         horizon = b - WAIT_WINDOW_MS
