@@ -13,7 +13,7 @@ from validation.sumo.replay import (
     run_estimator,
     to_events,
 )
-from validation.sumo.scenario import BOOTHS, Phase, Scenario
+from validation.sumo.scenario import Phase, Scenario
 from validation.sumo.score import HiddenSplit, Scores, Truth, hidden_split, score
 from validation.sumo.simulate import FreeFlowTimes, SimulationResult, calibrate, simulate
 
@@ -91,7 +91,7 @@ def evaluate(
     scenario: Scenario, work: Path, variants: tuple[Variant, ...] = VARIANTS
 ) -> Evaluation:
     """Simulate the scenario in `work` and score each estimator variant."""
-    free_flow = calibrate(work / "calibration", scenario.step_s)
+    free_flow = calibrate(work / "calibration", scenario.layout, scenario.step_s)
     simulation = simulate(scenario, work / scenario.name)
     truth = Truth.from_records(simulation.records, free_flow, from_detector=False)
     truth_detector = Truth.from_records(simulation.records, free_flow, from_detector=True)
@@ -100,7 +100,7 @@ def evaluate(
     results = []
     for variant in variants:
         tau = free_flow.detector_mean_s() if variant.configured_tau else None
-        config = approach_config(build_network(tau, variant.with_detector))
+        config = approach_config(build_network(scenario.layout, tau, variant.with_detector))
         if variant.queue_lanes is not None:
             config = replace(config, queue_lanes=variant.queue_lanes or None)
         read_ratio = (
@@ -111,7 +111,14 @@ def evaluate(
         events = to_events(simulation.records, scenario.seed, read_ratio, variant.with_detector)
         run = run_estimator(config, events, end_ms)
         scored = [
-            score(run.estimates, run.alerts, t, config.thresholds, len(BOOTHS), free_flow_until_s)
+            score(
+                run.estimates,
+                run.alerts,
+                t,
+                config.thresholds,
+                len(scenario.layout.booths),
+                free_flow_until_s,
+            )
             for t in (truth, truth_detector)
         ]
         split = hidden_split(run.estimates, truth, truth_detector)

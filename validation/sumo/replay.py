@@ -16,7 +16,7 @@ from detectors.congestion import CongestionThresholds
 from detectors.queue import ApproachConfig, ApproachEstimator, QueueEstimate, VehicleLengths
 from tollmon.events import ApproachDetection, Direction, LaneTransaction
 from tollmon.network import Network, parse_network
-from validation.sumo.scenario import APPROACH_LANES, BOOTHS, DETECTOR_DISTANCE_M
+from validation.sumo.scenario import Layout
 from validation.sumo.simulate import VehicleRecord
 
 PLAZA_ID = "SIM-P01"
@@ -45,12 +45,14 @@ def plate_hash(vehicle_id: str) -> str:
     return hmac.new(_PLATE_KEY, vehicle_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def network_dict(free_flow_s: float | None, with_detector: bool = True) -> dict[str, Any]:
-    """The plaza as a network config (SPEC §3): six lanes, optionally the approach detector."""
+def network_dict(
+    layout: Layout, free_flow_s: float | None, with_detector: bool = True
+) -> dict[str, Any]:
+    """The plaza as a network config (SPEC §3): its lanes, optionally the approach detector."""
     detector: dict[str, Any] = {
         "id": DETECTOR_ID,
-        "distance_m": DETECTOR_DISTANCE_M,
-        "approach_lanes": APPROACH_LANES,
+        "distance_m": layout.detector_distance_m,
+        "approach_lanes": layout.approach_lanes,
     }
     if free_flow_s is not None:
         detector["free_flow_s"] = round(free_flow_s, 1)
@@ -65,7 +67,7 @@ def network_dict(free_flow_s: float | None, with_detector: bool = True) -> dict[
                 "lon": 87.69,
                 "directions": {
                     DIRECTION: {
-                        "lanes": [{"id": b.lane_id, "type": b.kind} for b in BOOTHS],
+                        "lanes": [{"id": b.lane_id, "type": b.kind} for b in layout.booths],
                         "detectors": [detector] if with_detector else [],
                     }
                 },
@@ -166,6 +168,6 @@ def run_estimator(
     return EstimatorRun(estimates, alerts, estimator.tau_s)
 
 
-def build_network(free_flow_s: float | None, with_detector: bool = True) -> Network:
+def build_network(layout: Layout, free_flow_s: float | None, with_detector: bool = True) -> Network:
     """The validated network config of the simulated plaza."""
-    return parse_network(network_dict(free_flow_s, with_detector), "sumo-validation")
+    return parse_network(network_dict(layout, free_flow_s, with_detector), "sumo-validation")

@@ -9,13 +9,7 @@ import numpy as np
 
 from validation.sumo.evaluate import Evaluation, VariantResult
 from validation.sumo.replay import sim_seconds
-from validation.sumo.scenario import (
-    APPROACH_LANES,
-    BOOTHS,
-    DETECTOR_DISTANCE_M,
-    VEHICLE_TYPES,
-    Scenario,
-)
+from validation.sumo.scenario import STANDARD_LAYOUT, VEHICLE_TYPES, Scenario
 from validation.sumo.score import Scores, Targets
 
 
@@ -140,6 +134,9 @@ def write_report(
 ) -> Path:
     """Write sumo.md and one plot per scenario into `out`; return the report's path."""
     out.mkdir(parents=True, exist_ok=True)
+    layout = STANDARD_LAYOUT  # the report's scenarios share it
+    if any(e.scenario.layout != layout for e in (*evaluations, *seeds)):
+        raise ValueError("this report describes the standard layout only")
     lines = [
         "# Queue estimator vs. Eclipse SUMO (SPEC §4.1, §7)",
         "",
@@ -147,17 +144,18 @@ def write_report(
         "",
         "## Set-up",
         "",
-        f"- plaza: a 3-lane approach fans out into {len(BOOTHS)} toll lanes, each 80 m from the"
+        f"- plaza: a {layout.approach_lanes}-lane approach fans out into {len(layout.booths)}"
+        " toll lanes, each 80 m from the"
         " fan-out to its barrier: "
         + ", ".join(
             f"{b.lane_id} {b.kind}"
             + (f" (ETC failure {b.etc_failure_ratio:.0%})" if b.kind == "ETC" else "")
-            for b in BOOTHS
+            for b in layout.booths
         )
         + "; each approach lane feeds two booths (MTC on the right, ETC on the left)",
-        f"- approach detector D1: loops across the approach {DETECTOR_DISTANCE_M:.0f} m"
+        f"- approach detector D1: loops across the approach {layout.detector_distance_m:.0f} m"
         " upstream of the barriers, ANPR plate hashes on 90 % of detections; configured with"
-        f" `approach_lanes: {APPROACH_LANES}` (the `open_lanes` variant leaves it unset)",
+        f" `approach_lanes: {layout.approach_lanes}` (the `open_lanes` variant leaves it unset)",
         "- vehicles: "
         + ", ".join(
             f"{v.vehicle_class} {v.share:.0%} ({v.length_m:.0f} m + {v.min_gap_m:.1f} m gap,"

@@ -2,15 +2,16 @@
 
 Geometry (x in metres, the barriers at x = 0, traffic flowing in +x):
 
-    origin ──approach_up (3 lanes)── ref loops ──▶ ... ──approach (3 lanes)── D1 ──▶ split
+    origin ──approach_up (n lanes)── ref loops ──▶ ... ──approach (n lanes)── D1 ──▶ split
     split ──booth_k (1 lane, 80 m, stop at the barrier)──▶ barrier_k ──out_k──▶ sink_k
 
-Six booths: three manual (MTC) on the right, three ETC on the left; booth "06" has a failing
-antenna. Each approach lane feeds two booths, so vehicles pick their approach lane by
-payment type well upstream, as drivers do at a signed plaza. The approach detector D1 is a
-cross-section of loops at `DETECTOR_DISTANCE_M` from the barriers; a second cross-section
-far upstream (beyond any queue) times each vehicle's undisturbed progress, which is what
-the ground truth's "free-flow arrival at the barrier" is measured from.
+A `Layout` sets the booths, the approach lanes and the detector's distance. The standard
+one has six booths: three manual (MTC) on the right, three ETC on the left; booth "06" has
+a failing antenna. Each approach lane feeds two booths, so vehicles pick their approach
+lane by payment type well upstream, as drivers do at a signed plaza. The approach detector
+D1 is a cross-section of loops at the layout's distance from the barriers; a second
+cross-section far upstream (beyond any queue) times each vehicle's undisturbed progress,
+which is what the ground truth's "free-flow arrival at the barrier" is measured from.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ from validation.sumo.binaries import sumo_binary
 
 PaymentKind = Literal["ETC", "MTC"]
 
-APPROACH_LANES = 3
 BOOTH_LENGTH_M = 80.0
-DETECTOR_DISTANCE_M = 180.0
-APPROACH_LENGTH_M = 400.0
+# The approach edge runs at least this far upstream of the detector.
+APPROACH_BEYOND_DETECTOR_M = 300.0
 UPSTREAM_LENGTH_M = 1600.0
 REFERENCE_POS_M = 100.0
 # Stop line a metre before the booth's end, where the barrier is.
@@ -69,6 +69,41 @@ BOOTHS: tuple[Booth, ...] = (
     # A failing antenna: its failures should stand out, and they slow the whole ETC side.
     Booth("06", "ETC", 2, 0.20),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The plaza's geometry: its booths, the approach's lanes and where the detector is."""
+
+    booths: tuple[Booth, ...] = BOOTHS
+    approach_lanes: int = 3
+    detector_distance_m: float = 180.0
+
+    def __post_init__(self) -> None:
+        if self.detector_distance_m <= BOOTH_LENGTH_M:
+            raise ValueError("the detector must stand upstream of the fan-out into booths")
+        if {b.approach_lane for b in self.booths} != set(range(self.approach_lanes)):
+            raise ValueError("every approach lane must feed at least one booth, and only those")
+
+    @property
+    def approach_length_m(self) -> float:
+        """The approach edge from its start to the fan-out into booths."""
+        return self.detector_distance_m - BOOTH_LENGTH_M + APPROACH_BEYOND_DETECTOR_M
+
+    def describe(self) -> str:
+        """One line for a report."""
+        return (
+            f"{self.approach_lanes}-lane approach, {len(self.booths)} booths ("
+            + ", ".join(
+                f"{b.lane_id} {b.kind}"
+                + (f" {b.etc_failure_ratio:.0%} fail" if b.etc_failure_ratio else "")
+                for b in self.booths
+            )
+            + f"), detector {self.detector_distance_m:.0f} m"
+        )
+
+
+STANDARD_LAYOUT = Layout()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +171,7 @@ class Scenario:
     # Share of detections whose plate the ANPR camera reads.
     plate_read_ratio: float = 0.9
     step_s: float = 0.25
+    layout: Layout = STANDARD_LAYOUT
 
     @property
     def demand_end_s(self) -> float:
@@ -176,23 +212,26 @@ class Trip:
 # ---- network --------------------------------------------------------------------------------
 
 
-def _booth_y(index: int) -> float:
+def _booth_y(index: int, booths: int) -> float:
     # Booth "01" is the rightmost (negative y, traffic driving in +x keeps right).
-    return (index - (len(BOOTHS) - 1) / 2) * 3.5
+    return (index - (booths - 1) / 2) * 3.5
 
 
-def write_network(work: Path) -> Path:
+def write_network(work: Path, layout: Layout) -> Path:
     """Write nodes, edges and connections as plain XML and build the .net.xml with netconvert."""
+    booths = layout.booths
     split_x = -BOOTH_LENGTH_M
-    approach_x = split_x - APPROACH_LENGTH_M
+    approach_x = split_x - layout.approach_length_m
     origin_x = approach_x - UPSTREAM_LENGTH_M
     nodes = [
         ("origin", origin_x, 0.0),
         ("approach_start", approach_x, 0.0),
         ("split", split_x, 0.0),
     ]
-    nodes += [(f"barrier_{b.lane_id}", 0.0, _booth_y(i)) for i, b in enumerate(BOOTHS)]
-    nodes += [(f"sink_{b.lane_id}", OUT_LENGTH_M, _booth_y(i)) for i, b in enumerate(BOOTHS)]
+    nodes += [(f"barrier_{b.lane_id}", 0.0, _booth_y(i, len(booths))) for i, b in enumerate(booths)]
+    nodes += [
+        (f"sink_{b.lane_id}", OUT_LENGTH_M, _booth_y(i, len(booths))) for i, b in enumerate(booths)
+    ]
     (work / "plaza.nod.xml").write_text(
         "<nodes>\n"
         + "".join(
@@ -201,12 +240,12 @@ def write_network(work: Path) -> Path:
         + "</nodes>\n"
     )
     edges = [
-        f'  <edge id="approach_up" from="origin" to="approach_start" numLanes="{APPROACH_LANES}"'
-        f' speed="{APPROACH_SPEED_MPS:.2f}"/>',
-        f'  <edge id="approach" from="approach_start" to="split" numLanes="{APPROACH_LANES}"'
-        f' speed="{APPROACH_SPEED_MPS:.2f}"/>',
+        f'  <edge id="approach_up" from="origin" to="approach_start"'
+        f' numLanes="{layout.approach_lanes}" speed="{APPROACH_SPEED_MPS:.2f}"/>',
+        f'  <edge id="approach" from="approach_start" to="split"'
+        f' numLanes="{layout.approach_lanes}" speed="{APPROACH_SPEED_MPS:.2f}"/>',
     ]
-    for b in BOOTHS:
+    for b in booths:
         # Equal lengths, so that every booth is the same distance from the detector.
         edges.append(
             f'  <edge id="{b.edge}" from="split" to="barrier_{b.lane_id}" numLanes="1"'
@@ -219,7 +258,7 @@ def write_network(work: Path) -> Path:
     (work / "plaza.edg.xml").write_text("<edges>\n" + "\n".join(edges) + "\n</edges>\n")
     connections = [
         f'  <connection from="approach" to="{b.edge}" fromLane="{b.approach_lane}" toLane="0"/>'
-        for b in BOOTHS
+        for b in booths
     ]
     (work / "plaza.con.xml").write_text(
         "<connections>\n" + "\n".join(connections) + "\n</connections>\n"
@@ -247,11 +286,11 @@ def write_network(work: Path) -> Path:
     return net
 
 
-def write_detectors(work: Path) -> Path:
+def write_detectors(work: Path, layout: Layout) -> Path:
     """Instant induction loops (one record per vehicle) at the reference and D1 cross-sections."""
-    detector_pos = APPROACH_LENGTH_M - (DETECTOR_DISTANCE_M - BOOTH_LENGTH_M)
+    detector_pos = layout.approach_length_m - (layout.detector_distance_m - BOOTH_LENGTH_M)
     loops = []
-    for lane in range(APPROACH_LANES):
+    for lane in range(layout.approach_lanes):
         loops.append(
             f'  <instantInductionLoop id="ref_{lane}" lane="approach_up_{lane}"'
             f' pos="{REFERENCE_POS_M:.1f}" file="loops.xml"/>'
@@ -270,13 +309,12 @@ def write_detectors(work: Path) -> Path:
 
 def _choose_booth(
     rng: np.random.Generator,
-    payment: PaymentKind,
+    candidates: Sequence[Booth],
     barrier_s: float,
     shadow: dict[str, list[float]],
 ) -> Booth:
     # Drivers join the shortest queue of their payment type as they see it: a rough shadow of
     # each booth's departures (service plus move-up) tells how many are still ahead there.
-    candidates = [b for b in BOOTHS if b.kind == payment]
     ahead = [sum(1 for d in shadow[b.lane_id] if d > barrier_s) for b in candidates]
     fewest = min(ahead)
     best = [b for b, n in zip(candidates, ahead, strict=True) if n == fewest]
@@ -289,9 +327,11 @@ def generate_trips(scenario: Scenario) -> list[Trip]:
     shares = np.array([v.share for v in VEHICLE_TYPES])
     shares = shares / shares.sum()
     # A rough free-flow time from insertion to the barrier, only for the booth choice.
-    to_barrier_s = (UPSTREAM_LENGTH_M + APPROACH_LENGTH_M) / APPROACH_SPEED_MPS + 15.0
+    layout = scenario.layout
+    to_barrier_s = (UPSTREAM_LENGTH_M + layout.approach_length_m) / APPROACH_SPEED_MPS + 15.0
     move_up_s = 2.5
-    shadow: dict[str, list[float]] = {b.lane_id: [] for b in BOOTHS}
+    by_kind = {k: [b for b in layout.booths if b.kind == k] for k in ("ETC", "MTC")}
+    shadow: dict[str, list[float]] = {b.lane_id: [] for b in layout.booths}
     trips: list[Trip] = []
     t = 0.0
     while True:
@@ -301,8 +341,10 @@ def generate_trips(scenario: Scenario) -> list[Trip]:
             break
         vtype = VEHICLE_TYPES[int(rng.choice(len(VEHICLE_TYPES), p=shares))]
         payment: PaymentKind = "ETC" if rng.random() < vtype.etc_share else "MTC"
+        if not by_kind[payment]:  # a plaza without that kind of booth: pay at the other
+            payment = "MTC" if payment == "ETC" else "ETC"
         barrier_s = t + to_barrier_s
-        booth = _choose_booth(rng, payment, barrier_s, shadow)
+        booth = _choose_booth(rng, by_kind[payment], barrier_s, shadow)
         failed = payment == "ETC" and rng.random() < booth.etc_failure_ratio
         service_s = scenario.service.draw(rng, payment, failed)
         lane_shadow = shadow[booth.lane_id]
@@ -316,7 +358,7 @@ def generate_trips(scenario: Scenario) -> list[Trip]:
     return trips
 
 
-def write_routes(work: Path, trips: Sequence[Trip]) -> Path:
+def write_routes(work: Path, trips: Sequence[Trip], booths: Sequence[Booth]) -> Path:
     """Vehicle types, one route per booth and every vehicle with its barrier stop."""
     lines = ["<routes>"]
     for v in VEHICLE_TYPES:
@@ -326,7 +368,7 @@ def write_routes(work: Path, trips: Sequence[Trip]) -> Path:
             f' accel="{v.accel}" decel="{v.decel}" maxSpeed="{v.max_speed_mps}"'
             ' speedDev="0" sigma="0"/>'
         )
-    for b in BOOTHS:
+    for b in booths:
         lines.append(
             f'  <route id="via_{b.lane_id}" edges="approach_up approach {b.edge} {b.out_edge}"/>'
         )

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from validation.sumo.binaries import sumo_binary
 from validation.sumo.scenario import (
-    BOOTHS,
     VEHICLE_TYPES,
     Booth,
+    Layout,
     Scenario,
     Trip,
     VehicleType,
@@ -65,12 +65,14 @@ def _teleports(statistics_xml: Path) -> int:
     return int(teleports.get("total", "0")) if teleports is not None else 0
 
 
-def run_sumo(work: Path, trips: Sequence[Trip], seed: int, step_s: float) -> SimulationResult:
+def run_sumo(
+    work: Path, layout: Layout, trips: Sequence[Trip], seed: int, step_s: float
+) -> SimulationResult:
     """Build the plaza in `work`, simulate `trips` to the last departure and join the outputs."""
     work.mkdir(parents=True, exist_ok=True)
-    net = write_network(work)
-    additional = write_detectors(work)
-    routes = write_routes(work, trips)
+    net = write_network(work, layout)
+    additional = write_detectors(work, layout)
+    routes = write_routes(work, trips, layout.booths)
     stops_xml = work / "stops.xml"
     statistics_xml = work / "statistics.xml"
     subprocess.run(
@@ -123,7 +125,7 @@ def run_sumo(work: Path, trips: Sequence[Trip], seed: int, step_s: float) -> Sim
 
 def simulate(scenario: Scenario, work: Path) -> SimulationResult:
     """Generate the scenario's demand and simulate it."""
-    return run_sumo(work, generate_trips(scenario), scenario.seed, scenario.step_s)
+    return run_sumo(work, scenario.layout, generate_trips(scenario), scenario.seed, scenario.step_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +146,14 @@ class FreeFlowTimes:
         return total / weight
 
 
-def calibrate(work: Path, step_s: float) -> FreeFlowTimes:
+def calibrate(work: Path, layout: Layout, step_s: float) -> FreeFlowTimes:
     """Send each vehicle type alone through each booth and time its undisturbed trip."""
     trips: list[Trip] = []
     spacing_s = 120.0
     for vtype in VEHICLE_TYPES:
-        for booth in BOOTHS:
+        for booth in layout.booths:
             trips.append(_solo_trip(len(trips), len(trips) * spacing_s, vtype, booth))
-    result = run_sumo(work, trips, seed=1, step_s=step_s)
+    result = run_sumo(work, layout, trips, seed=1, step_s=step_s)
     from_reference: dict[tuple[str, str], float] = {}
     from_detector: dict[tuple[str, str], float] = {}
     for r in result.records:
