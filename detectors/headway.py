@@ -54,16 +54,20 @@ class LaneServiceWindow:
         "_sum_s2",
         "_window_ms",
         "last_departure_ms",
+        "last_queued",
     )
 
     def __init__(self, window_s: float) -> None:
         self._window_ms = round(window_s * 1000)
-        # Per departure: its service time and how long it kept the lane busy (s).
-        self._departures = TimedSeries("dd")
+        # Per departure: its service time, how long it kept the lane busy (s), and 1 if its
+        # vehicle had waited behind the one before (else 0).
+        self._departures = TimedSeries("ddb")
         self._busy_sum_s = 0.0
         self._sum_s = 0.0
         self._sum_s2 = 0.0
         self.last_departure_ms: int | None = None
+        # Whether the latest departure's vehicle had waited behind the one before it.
+        self.last_queued = False
 
     def service_estimate_s(self, ts_ms: int, typical_s: float) -> float:
         """The service time of a departure at ts_ms when the lane did not report it."""
@@ -74,21 +78,29 @@ class LaneServiceWindow:
                 return headway_s
         return typical_s
 
-    def add(self, ts_ms: int, service_s: float) -> None:
-        """Record one departure (event-time order) and how long it kept the lane busy."""
+    def add(self, ts_ms: int, service_s: float, waited: bool = False) -> None:
+        """Record one departure (event-time order) and how long it kept the lane busy.
+
+        `waited`: the vehicle was due at the barrier before its service began (its delay,
+        where known); with its service starting right after the previous departure, it was
+        queued behind that vehicle.
+        """
         busy_s = service_s
+        queued = False
         if self.last_departure_ms is not None:
             headway_s = (ts_ms - self.last_departure_ms) / 1000.0
             if 0 < headway_s <= service_s + MOVE_UP_MAX_S:
                 # Queued behind the previous vehicle: its move-up is part of the lane's cycle,
                 # not idle time, or a saturated lane would look far from saturation.
                 busy_s = headway_s
-        self._departures.append2(ts_ms, service_s, busy_s)
+                queued = waited
+        self._departures.append3(ts_ms, service_s, busy_s, 1 if queued else 0)
         self._sum_s += service_s
         self._sum_s2 += service_s * service_s
         self._busy_sum_s += busy_s
         if self.last_departure_ms is None or ts_ms > self.last_departure_ms:
             self.last_departure_ms = ts_ms
+            self.last_queued = queued
         # Bounded memory whether or not anyone reads the window.
         if self._departures.oldest_ts() <= ts_ms - 2 * self._window_ms:
             self.prune(ts_ms - self._window_ms)
@@ -96,7 +108,7 @@ class LaneServiceWindow:
     def prune(self, now_ms: int) -> None:
         """Forget departures older than the window."""
         horizon = now_ms - self._window_ms
-        services, busy = self._departures.columns
+        services, busy, _ = self._departures.columns
         for i in self._departures.drop_through(horizon):
             s = services[i]
             self._busy_sum_s -= busy[i]
@@ -122,6 +134,19 @@ class LaneServiceWindow:
     def busy_s(self) -> float:
         """Seconds the lane was busy in the window: service plus the move-ups of queued vehicles."""
         return self._busy_sum_s
+
+    def in_service(self, observed_s: float) -> float:
+        """Vehicles in service at the lane on average over the window: service s per second."""
+        span_s = min(observed_s, self._window_ms / 1000)
+        return min(self._sum_s / span_s, 1.0) if span_s > 0 else 0.0
+
+    def move_ups_s(self, into: list[float]) -> None:
+        """Append the move-up of each queued vehicle in the window: the seconds from the
+        previous departure to its own service start, in which it was due but not served."""
+        services, busy, queued = self._departures.columns
+        for i in self._departures.positions():
+            if queued[i]:
+                into.append(max(busy[i] - services[i], 0.0))
 
     def load(self, observed_s: float, now_ms: int) -> LaneLoad:
         """Throughput, service moments and utilisation over the observed part of the window."""

@@ -2,8 +2,11 @@
 
 Input-output model: A(t) counts approach detections, D(t) departures. The vehicles that
 have reached the barriers by t at free-flow speed and not yet left are N(t) = A(t−τ) − D(t);
-of these, as many as there are lanes serving are in service (all open lanes, less those
-silent while vehicles outnumber them: ETC lanes idle beside a manual queue), the rest wait.
+of these, as many as there are lanes serving are in service, the rest wait. Lanes of one
+type (ETC, manual) are a pool: while one of them serves vehicles that waited, each of them
+serves for the share of its cycle that is not the next vehicle's move-up to the barrier, and
+a type without a queue holds its utilisation's worth; otherwise all open lanes serve, less
+those silent while vehicles outnumber them (ETC lanes idle beside a manual queue).
 A departure at td with service s started service at td − s; its delay is that start minus
 its free-flow arrival at the barrier, measured directly when its plate was seen at the
 detector, otherwise paired first-come-first-served with the unplated detections. Plates do
@@ -94,6 +97,8 @@ LENGTH_EWMA_ALPHA = 0.05
 # is idle: the waiting vehicles cannot use it (ETC lanes idle beside a manual queue).
 IDLE_SERVICE_FACTOR = 2.0
 HEADWAY_MIN_SPAN_S = 60.0
+# A delay from which a vehicle counts as having waited at the barrier (not τ's spread).
+WAITED_MIN_S = 1.0
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
 LANE_WINDOW_MS = 120_000
 
@@ -412,11 +417,11 @@ class ApproachEstimator:
             lane_type = self._lane_type.get(lane_id, "MIXED")
             typical_s = self.config.service.typical_s(lane_type, payment, result)
             service_s = typical_s if window is None else window.service_estimate_s(ts_ms, typical_s)
-        if window is not None:
-            window.add(ts_ms, service_s)
         self._departures.add(ts_ms)
         start_ms = ts_ms - round(service_s * 1000)
         delay_s = self._vehicle_delay_ms(start_ms, plate_hash) / 1000.0
+        if window is not None:
+            window.add(ts_ms, service_s, delay_s >= WAITED_MIN_S)
         lane_type = self._lane_type.get(lane_id, "MIXED")
         self._delays.append2(ts_ms, delay_s, LANE_TYPES.index(lane_type))
         self._delay_sum_s += delay_s
@@ -532,24 +537,91 @@ class ApproachEstimator:
         open_lanes = self._open_lanes
         if in_system < open_lanes:
             self._saturated_since = None
+        elif self._saturated_since is None:
+            self._saturated_since = b
+        queueing = self._queueing_types(b)
+        if queueing:
+            # Drivers pick the shortest queue among the lanes of their payment type, so the
+            # lanes of one type are a pool: with a queue at one, all of them serve (unless
+            # idle), each in service for the share of its cycle that is not the next
+            # vehicle's move-up. The lanes of a type without a queue hold, on average, as
+            # many vehicles as their utilisation.
+            observed_s = max((b - (self._first_ms or b)) / 1000.0, HEADWAY_MIN_SPAN_S)
+            share = self._queued_service_share(queueing)
+            busy = 0.0
+            for lane, is_open in self._lane_open.items():
+                if not is_open:
+                    continue
+                window = self._lane_windows[lane]
+                window.prune(b)
+                lane_type = self._lane_type[lane]
+                if lane_type in queueing and not self._idle(b, lane, window):
+                    busy += share[lane_type]
+                else:
+                    busy += window.in_service(observed_s)
+            self._busy_lanes = max(math.ceil(busy), 1)
+            return min(in_system, busy)
+        if in_system < open_lanes:
             self._busy_lanes = open_lanes
             return in_system
-        if self._saturated_since is None:
-            self._saturated_since = b
         # Lanes of one approach are a pool only for the vehicles that may use them: manual
         # lanes can queue while ETC lanes idle. A lane that has served nobody for a couple of
         # its service times since the vehicles outnumbered the lanes is idle, not serving.
         idle = 0
         for lane, is_open in self._lane_open.items():
+            if is_open and self._idle(b, lane, self._lane_windows[lane]):
+                idle += 1
+        self._busy_lanes = max(open_lanes - idle, 1)
+        return min(in_system, float(self._busy_lanes))
+
+    def _idle(self, b: int, lane: str, window: LaneServiceWindow) -> bool:
+        """Whether a lane has served nobody for a couple of its service times since the
+        vehicles outnumbered the lanes (`_saturated_since`, set)."""
+        last = window.last_departure_ms
+        since = self._saturated_since or b
+        if last is not None:
+            since = max(last, since)
+        return b - since > self._idle_limit_ms(lane, window)
+
+    def _queued_service_share(self, types: set[LaneType]) -> dict[LaneType, float]:
+        """Per lane type, the share of a queued lane's cycle in service: the rest is the next
+        vehicle's move-up (from the type's recent ones), due but not yet served."""
+        shares: dict[LaneType, float] = {}
+        for lane_type in types:
+            move_ups: list[float] = []
+            service_s = 0.0
+            departures = 0
+            for lane, is_open in self._lane_open.items():
+                if is_open and self._lane_type[lane] == lane_type:
+                    window = self._lane_windows[lane]
+                    window.move_ups_s(move_ups)
+                    service_s += window.service_s
+                    departures += window.departures
+            if not move_ups or departures == 0:
+                shares[lane_type] = 1.0
+                continue
+            # The shortest: a vehicle that arrived at an idle lane just after its last
+            # departure looks queued too, with a longer gap than a move-up.
+            move_up_s = min(move_ups)
+            mean_service_s = service_s / departures
+            shares[lane_type] = mean_service_s / (mean_service_s + move_up_s)
+        return shares
+
+    def _queueing_types(self, b: int) -> set[LaneType]:
+        """Lane types with an open lane now serving vehicles that had waited behind another."""
+        types: set[LaneType] = set()
+        for lane, is_open in self._lane_open.items():
             if not is_open:
                 continue
             window = self._lane_windows[lane]
             last = window.last_departure_ms
-            since = self._saturated_since if last is None else max(last, self._saturated_since)
-            if b - since > self._idle_limit_ms(lane, window):
-                idle += 1
-        self._busy_lanes = max(open_lanes - idle, 1)
-        return min(in_system, float(self._busy_lanes))
+            if (
+                window.last_queued
+                and last is not None
+                and b - last <= self._idle_limit_ms(lane, window)
+            ):
+                types.add(self._lane_type[lane])
+        return types
 
     def _idle_limit_ms(self, lane: str, window: LaneServiceWindow) -> float:
         if window.departures:

@@ -34,6 +34,10 @@ class TimedSeries:
     def __len__(self) -> int:
         return len(self._ts) - self._head
 
+    def positions(self) -> range:
+        """The positions in `columns` (and `times`) of the samples kept, oldest first."""
+        return range(self._head, len(self._ts))
+
     @property
     def times(self) -> array[int]:
         """The samples' times, at the same positions as `columns`."""
@@ -54,6 +58,16 @@ class TimedSeries:
         columns = self.columns
         columns[0].append(first)
         columns[1].append(second)
+
+    def append3(
+        self, ts_ms: int, first: int | float, second: int | float, third: int | float
+    ) -> None:
+        """Add a sample to a series of three columns."""
+        self._ts.append(ts_ms)
+        columns = self.columns
+        columns[0].append(first)
+        columns[1].append(second)
+        columns[2].append(third)
 
     def oldest_ts(self) -> int:
         """Time of the oldest sample kept; the series must not be empty."""
