@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from detectors.queue import ApproachConfig, ApproachEstimator, LaneType
+from detectors.queue import LANE_WINDOW_MS, ApproachConfig, ApproachEstimator, LaneType
 
 Model = Literal["M/M/1", "M/D/c"]
 TAU_S = 12.0
@@ -252,7 +252,8 @@ def report(results: list[Result]) -> str:
         "",
         "The input-output estimate equals the sample path's truth to within rounding (the",
         "residual against theory is the simulation's finite length). The headway method",
-        "treats every lane as its own M/G/1 queue over a 300 s window: the convexity of",
+        "treats every lane as its own M/G/1 queue over the last"
+        f" {LANE_WINDOW_MS // 1000} s of departures: the convexity of",
         "Pollaczek-Khinchine in a noisy utilisation and the pooled M/D/3 queue it cannot see",
         "make it overstate the queue several-fold at these loads; it is a congestion indicator",
         "for approaches without a detector, not a vehicle count.",
