@@ -186,7 +186,6 @@ class ApproachEstimator:
         self._class_length: dict[str, float] = {}
         self._spill = Spillback(BOUNDARY_MS)
         self._saturated_since: int | None = None
-        self._busy_lanes = len(self._lane_open)
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
         self._boundary: int | None = None
@@ -559,10 +558,8 @@ class ApproachEstimator:
                     busy += share[lane_type]
                 else:
                     busy += window.in_service(observed_s)
-            self._busy_lanes = max(math.ceil(busy), 1)
             return min(in_system, busy)
         if in_system < open_lanes:
-            self._busy_lanes = open_lanes
             return in_system
         # Lanes of one approach are a pool only for the vehicles that may use them: manual
         # lanes can queue while ETC lanes idle. A lane that has served nobody for a couple of
@@ -571,8 +568,7 @@ class ApproachEstimator:
         for lane, is_open in self._lane_open.items():
             if is_open and self._idle(b, lane, self._lane_windows[lane]):
                 idle += 1
-        self._busy_lanes = max(open_lanes - idle, 1)
-        return min(in_system, float(self._busy_lanes))
+        return min(in_system, float(max(open_lanes - idle, 1)))
 
     def _idle(self, b: int, lane: str, window: LaneServiceWindow) -> bool:
         """Whether a lane has served nobody for a couple of its service times since the
