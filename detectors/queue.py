@@ -4,9 +4,9 @@ Input-output model: A(t) counts approach detections, D(t) departures. The vehicl
 have reached the barriers by t at free-flow speed and not yet left are N(t) = A(t−τ) − D(t);
 of these, as many as there are lanes serving are in service, the rest wait. Lanes of one
 type (ETC, manual) are a pool: while one of them serves vehicles that waited, each of them
-serves for the share of its cycle that is not the next vehicle's move-up to the barrier, and
-a type without a queue holds its utilisation's worth; otherwise all open lanes serve, less
-those silent while vehicles outnumber them (ETC lanes idle beside a manual queue).
+serves, but for a lane whose next vehicle is still moving up to the barrier after the last
+one left, and a type without a queue holds its utilisation's worth; otherwise all open lanes
+serve, less those silent while vehicles outnumber them (ETC lanes idle beside a manual queue).
 A departure at td with service s started service at td − s; its delay is that start minus
 its free-flow arrival at the barrier, measured directly when its plate was seen at the
 detector, otherwise paired first-come-first-served with the unplated detections. Plates do
@@ -542,11 +542,11 @@ class ApproachEstimator:
         if queueing:
             # Drivers pick the shortest queue among the lanes of their payment type, so the
             # lanes of one type are a pool: with a queue at one, all of them serve (unless
-            # idle), each in service for the share of its cycle that is not the next
-            # vehicle's move-up. The lanes of a type without a queue hold, on average, as
-            # many vehicles as their utilisation.
+            # idle), except a lane whose last vehicle left less than a move-up ago: the
+            # next one is still pulling up to the barrier, due but not in service. The
+            # lanes of a type without a queue hold, on average, their utilisation's worth.
             observed_s = max((b - (self._first_ms or b)) / 1000.0, HEADWAY_MIN_SPAN_S)
-            share = self._queued_service_share(queueing)
+            move_up_ms = self._move_up_ms(queueing)
             busy = 0.0
             for lane, is_open in self._lane_open.items():
                 if not is_open:
@@ -555,7 +555,9 @@ class ApproachEstimator:
                 window.prune(b)
                 lane_type = self._lane_type[lane]
                 if lane_type in queueing and not self._idle(b, lane, window):
-                    busy += share[lane_type]
+                    last = window.last_departure_ms
+                    if last is None or b - last >= move_up_ms[lane_type]:
+                        busy += 1.0
                 else:
                     busy += window.in_service(observed_s)
             return min(in_system, busy)
@@ -579,29 +581,18 @@ class ApproachEstimator:
             since = max(last, since)
         return b - since > self._idle_limit_ms(lane, window)
 
-    def _queued_service_share(self, types: set[LaneType]) -> dict[LaneType, float]:
-        """Per lane type, the share of a queued lane's cycle in service: the rest is the next
-        vehicle's move-up (from the type's recent ones), due but not yet served."""
-        shares: dict[LaneType, float] = {}
+    def _move_up_ms(self, types: set[LaneType]) -> dict[LaneType, float]:
+        """Per lane type, how long a queued vehicle takes to pull up to the barrier once the
+        one before it has left: the shortest of the type's recent move-ups (a vehicle that
+        reached an idle lane just after its last departure looks queued too, later)."""
+        move_up_ms: dict[LaneType, float] = {}
         for lane_type in types:
             move_ups: list[float] = []
-            service_s = 0.0
-            departures = 0
             for lane, is_open in self._lane_open.items():
                 if is_open and self._lane_type[lane] == lane_type:
-                    window = self._lane_windows[lane]
-                    window.move_ups_s(move_ups)
-                    service_s += window.service_s
-                    departures += window.departures
-            if not move_ups or departures == 0:
-                shares[lane_type] = 1.0
-                continue
-            # The shortest: a vehicle that arrived at an idle lane just after its last
-            # departure looks queued too, with a longer gap than a move-up.
-            move_up_s = min(move_ups)
-            mean_service_s = service_s / departures
-            shares[lane_type] = mean_service_s / (mean_service_s + move_up_s)
-        return shares
+                    self._lane_windows[lane].move_ups_s(move_ups)
+            move_up_ms[lane_type] = min(move_ups) * 1000 if move_ups else 0.0
+        return move_up_ms
 
     def _queueing_types(self, b: int) -> set[LaneType]:
         """Lane types with an open lane now serving vehicles that had waited behind another."""
