@@ -22,11 +22,11 @@ SPILLBACK_HIDDEN = (
     "once the queue passes the approach detector, the vehicles queued upstream of it are not"
     " counted (the detector inside a queue passes the discharge, whatever stands behind it);"
     " the estimator extrapolates the pre-spillback demand with a surge-survival prior. Measured"
-    " (docs/validation/sumo.md): short queue MAE 2.97 veh = 0.68 over the 313 outputs with"
-    " nothing hidden, 11.21 over the 87 with on average 17 vehicles upstream of the detector"
+    " (docs/validation/sumo.md): short queue MAE 2.87 veh = 0.55 over the 313 outputs with"
+    " nothing hidden, 11.22 over the 87 with on average 17 vehicles upstream of the detector"
 )
 SPILLBACK_HIDDEN_FULL = (
-    "as above on the 75 min run: queue MAE 5.07 veh (0.45 with nothing hidden, 21.5 with on"
+    "as above on the 75 min run: queue MAE 5.05 veh (0.41 with nothing hidden, 21.6 with on"
     " average 28 vehicles upstream of the detector), wait MAE 12.9 s"
 )
 
