@@ -286,6 +286,18 @@ def _before_after(evaluations: Sequence[Evaluation]) -> list[str]:
 _FINDINGS: list[str] = [
     "## What limits the estimate",
     "",
+    "- **Who is in service.** A vehicle is queued until its service starts, so the count of"
+    " vehicles due at the barriers must lose exactly those being served. One per open lane"
+    " was too many: behind a manual barrier the next vehicle needs about 3.5 s to pull up"
+    " after the previous one left (due, not served), and ETC lanes beside a manual queue are"
+    " mostly empty; the visible queue ran 2-2.5 vehicles low at moderate congestion. Lanes of"
+    " one payment type are a pool: once one of them serves vehicles that waited (their delay,"
+    " from plates or the order of detections, and service right after the previous"
+    " departure), each of its lanes counts a vehicle in service except within the type's"
+    " move-up after its last departure, and a type without a queue counts its measured"
+    " utilisation. The rest of the visible error is the instant state behind an average:"
+    " which ETC lane is busy at a given second, and vehicles slowed on the approach before"
+    " any lane shows a queue.",
     "- **Spillback hides the queue.** Between the detector and the barriers only about 40-55"
     " vehicles fit in practice: the manual queue stands in its share of the 3 approach lanes"
     " (the network's `approach_lanes`) and reaches the detector first. The estimator measures"
