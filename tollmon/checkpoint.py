@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -161,7 +161,11 @@ def checkpoint_parts(
     checkpoint: PartitionCheckpoint, round_id: int, part_bytes: int
 ) -> list[bytes]:
     """`checkpoint` as changelog records of at most `part_bytes` of body each, in order."""
-    whole = encode_checkpoint(checkpoint)
+    return body_parts(encode_checkpoint(checkpoint), round_id, part_bytes)
+
+
+def body_parts(whole: bytes, round_id: int, part_bytes: int) -> list[bytes]:
+    """Any saved state's bytes as changelog records of at most `part_bytes` of body each."""
     bodies = [whole[start : start + part_bytes] for start in range(0, len(whole), part_bytes)]
     return [
         _encode(CheckpointPart(FORMAT_VERSION, round_id, index, len(bodies), body))
@@ -182,6 +186,12 @@ def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
     offset order) and that decodes, or None. Records that are no parts of this version
     are passed over, and so is a complete set that does not decode (an older one is
     taken instead); if no complete set decodes, the newest's CheckpointError is raised."""
+    return newest_complete_as(records, decode_checkpoint)
+
+
+def newest_complete_as(records: list[bytes], decode: Callable[[bytes], T]) -> T | None:
+    """`newest_complete` for saved state of any kind: `decode` raises CheckpointError for
+    bytes that are not one of this version."""
     rounds: dict[int, dict[int, CheckpointPart]] = {}
     for record in reversed(records):
         try:
@@ -195,7 +205,7 @@ def newest_complete(records: list[bytes]) -> PartitionCheckpoint | None:
         if not all(index in parts for index in range(count)):
             continue
         try:
-            return decode_checkpoint(b"".join(parts[index].body for index in range(count)))
+            return decode(b"".join(parts[index].body for index in range(count)))
         except CheckpointError as exc:
             failed = failed or exc
     if failed is not None:
@@ -208,7 +218,17 @@ def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
     return _versioned(_decode, data, "checkpoint")
 
 
-V = TypeVar("V", CheckpointPart, PartitionCheckpoint)
+class _Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=_Versioned)
+
+
+def versioned(decode: Callable[[bytes], V], data: bytes, what: str) -> V:
+    """`decode(data)`, or CheckpointError if it fails or is not of this FORMAT_VERSION."""
+    return _versioned(decode, data, what)
 
 
 def _versioned(decode: Callable[[bytes], V], data: bytes, what: str) -> V:

@@ -11,8 +11,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import msgspec
+
 from detectors.alerts import Alert
-from detectors.scale_bias import ScaleBiasConfig, ScaleBiasEstimator
+from detectors.scale_bias import ScaleBiasConfig, ScaleBiasEstimator, ScaleBiasState
 from detectors.scales import ScaleBiasEstimate, ScaleInfo
 from detectors.weighing import (
     PairingOutput,
@@ -22,6 +24,7 @@ from detectors.weighing import (
     WeighPair,
     assess_pair,
 )
+from tollmon.checkpoint import FORMAT_VERSION, versioned
 from tollmon.network import Network
 from tollmon.thresholds import Thresholds
 
@@ -71,6 +74,30 @@ def unmatched_outcomes(unmatched: tuple[UnmatchedWeighing, ...]) -> list[tuple[s
     return [(u.exit_plaza, "unmatched") for u in unmatched]
 
 
+class BiasCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """The pair assessor's state (the bias fit's window, its alerts, the latest biases
+    and the next evaluation time) and the last offset of the pairs topic it covers."""
+
+    version: int
+    pairs_offset: int
+    next_eval_ms: int | None
+    biases: list[ScaleBiasEstimate]
+    state: ScaleBiasState
+
+
+_encode_bias = msgspec.msgpack.Encoder().encode
+_decode_bias = msgspec.msgpack.Decoder(BiasCheckpoint).decode
+
+
+def encode_bias_checkpoint(checkpoint: BiasCheckpoint) -> bytes:
+    return _encode_bias(checkpoint)
+
+
+def decode_bias_checkpoint(data: bytes) -> BiasCheckpoint:
+    """Raises CheckpointError for bytes that are not a bias checkpoint of this version."""
+    return versioned(_decode_bias, data, "scale-bias checkpoint")
+
+
 class PairAssessor:
     """Assesses each pair, feeds the bias fit and evaluates it on an event-time grid."""
 
@@ -102,6 +129,25 @@ class PairAssessor:
             out.alerts.append(assessment.alert)
         self.estimator.add_pair(pair)
         return out
+
+    def checkpoint(self, pairs_offset: int) -> BiasCheckpoint:
+        """Everything needed to go on from here, having assessed pairs up to `pairs_offset`."""
+        return BiasCheckpoint(
+            version=FORMAT_VERSION,
+            pairs_offset=pairs_offset,
+            next_eval_ms=self._next_eval_ms,
+            biases=list(self._biases.values()),
+            state=self.estimator.state(),
+        )
+
+    def restore(self, checkpoint: BiasCheckpoint) -> None:
+        """Go on from a checkpoint, as the assessor that saved it would have."""
+        estimator = self.estimator
+        self.estimator = ScaleBiasEstimator.from_state(
+            checkpoint.state, estimator.scales, estimator.config
+        )
+        self._biases = {b.scale_id: b for b in checkpoint.biases}
+        self._next_eval_ms = checkpoint.next_eval_ms
 
     def fits_before(self, pair: WeighPair) -> bool:
         """Whether `on_pair(pair)` refreshes the network-wide bias fit first (the costly part)."""

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
 import pytest
 
+from tollmon.checkpoint import CheckpointError
 from tollmon.events import Event, WeighMeasurement
 from tollmon.network import Network
 from tollmon.pipeline import Pipeline
 from tollmon.trips import TripProfile, generate_trips
-from tollmon.weighing_flow import BIAS_EVERY_MS, InProcessWeighing
+from tollmon.weighing_flow import (
+    BIAS_EVERY_MS,
+    InProcessWeighing,
+    decode_bias_checkpoint,
+    encode_bias_checkpoint,
+)
 
 T0_MS = 1_764_300_000_000
 
@@ -80,3 +87,52 @@ def test_the_assessor_says_beforehand_which_pairs_refresh_the_bias_fit(network: 
         refreshed += bool(out.biases)
         assert fits == bool(out.biases)
     assert refreshed >= 20  # about one refresh a minute over half an hour
+
+
+def test_an_assessor_restored_from_its_checkpoint_goes_on_as_if_never_stopped(
+    network: Network, entry_scale: str
+) -> None:
+    """A worker that takes over the pairs restores the bias window, its alerts and the
+    evaluation grid from the checkpoint's bytes: the same alerts and biases follow."""
+    profile = TripProfile(3000, scale_bias={entry_scale: 0.05})
+    events = list(generate_trips(network, T0_MS, 4 * 3600, profile, seed=3))
+    weighing = InProcessWeighing(network)
+    pairs = [
+        pair
+        for e in events
+        if isinstance(e, WeighMeasurement) and (pair := weighing.book.add(e).pair) is not None
+    ]
+    half = len(pairs) // 2
+    uninterrupted = InProcessWeighing(network).assessor
+    for pair in pairs[:half]:
+        uninterrupted.on_pair(pair)
+    saved = encode_bias_checkpoint(uninterrupted.checkpoint(pairs_offset=half - 1))
+    restored = InProcessWeighing(network).assessor
+    restored.restore(decode_bias_checkpoint(saved))
+
+    assert decode_bias_checkpoint(saved).pairs_offset == half - 1
+    alerts_after: dict[str, list[tuple[str, str, int]]] = {"uninterrupted": [], "restored": []}
+    biases_after: dict[str, list[tuple[str, float, int]]] = {"uninterrupted": [], "restored": []}
+    for pair in pairs[half:]:
+        for name, assessor in (("uninterrupted", uninterrupted), ("restored", restored)):
+            out = assessor.on_pair(pair)
+            alerts_after[name] += [(a.alert_id, a.status, a.started_at) for a in out.alerts]
+            biases_after[name] += [(b.scale_id, b.bias_ratio, b.pairs) for b in out.biases]
+    assert alerts_after["restored"] == alerts_after["uninterrupted"]
+    assert biases_after["restored"] == biases_after["uninterrupted"]
+    assert biases_after["restored"]
+    assert uninterrupted.estimator.state() == restored.estimator.state()
+    # The biased scale was firing when saved: the restored assessor holds that alert, so it
+    # neither raises it again under a new id nor forgets to resolve it.
+    firing = decode_bias_checkpoint(saved).state.firing
+    assert [a.subject for a in firing] == [entry_scale]
+
+
+def test_a_checkpoint_of_another_format_is_refused(network: Network) -> None:
+    assessor = InProcessWeighing(network).assessor
+    saved = assessor.checkpoint(pairs_offset=0)
+    stale = encode_bias_checkpoint(msgspec.structs.replace(saved, version=saved.version - 1))
+    with pytest.raises(CheckpointError):
+        decode_bias_checkpoint(stale)
+    with pytest.raises(CheckpointError):
+        decode_bias_checkpoint(b"not a checkpoint")
