@@ -13,12 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.agents import Worker, input_consumer, register_agents
 from streams.alertmanager import AlertmanagerPusher
+from streams.bias_checkpoints import BiasCheckpoints
 from streams.changelog import ChangelogWriter
 from streams.checkpoint import CHANGELOG, MAX_CHECKPOINT_BYTES, Checkpoints, LogReader
 from streams.emitter import Emitter, Headers
 from streams.heap import HeapFreezer
 from streams.inputs import ensure_topics, input_consumer_client
-from streams.topics import Topics, agent_topics
+from streams.topics import PAIRS_TOPIC, Topics, agent_topics, bias_checkpoints_topic
 from streams.weighing_agents import register_weighing_agents
 from tollmon.alerting import AlertBook
 from tollmon.checkpoint import CheckpointPolicy
@@ -176,6 +177,13 @@ def create_app(
         partitions=settings.partitions,
         idle_after_s=settings.reorder_idle_s,
         clock=clock,
+        checkpoints=BiasCheckpoints(
+            bias_checkpoints_topic(settings),
+            settings.topic(PAIRS_TOPIC),
+            changelog,
+            LogReader(settings.kafka_bootstrap, settings.consumer_group, client_options),
+            clock,
+        ),
     )
     _publish_plaza_info(metrics, network)
     _register_metrics_page(app, metrics)

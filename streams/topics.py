@@ -7,6 +7,8 @@ from typing import Any
 
 import faust
 
+from streams.bias_checkpoints import BIAS_CHECKPOINTS
+from streams.checkpoint import CHANGELOG_CONFIG
 from streams.open_trips import changelog_topic
 from tollmon.ingest import DEADLETTER_TOPIC
 from tollmon.settings import Settings
@@ -19,6 +21,11 @@ BY_PASS_TOPIC = "toll.weigh.by_pass"
 PAIRS_TOPIC = "toll.weigh.pairs"
 
 
+def bias_checkpoints_topic(settings: Settings) -> str:
+    """The compacted topic the pair assessor is checkpointed to (one partition)."""
+    return f"{settings.consumer_group}-{BIAS_CHECKPOINTS}"
+
+
 def agent_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     """The weighing agents' topics, name → (partitions, configuration), as `declare` makes them.
 
@@ -26,7 +33,8 @@ def agent_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
     Faust creates them itself just before, but a topic the broker's metadata does not
     show yet is left out of the group's assignment until the next metadata refresh,
     minutes later; the pairs topic was, on a first start, and no pair was assessed.
-    The open trips' changelog is created the same way, compacted as Faust makes it.
+    The open trips' changelog is created the same way, compacted as Faust makes it, and
+    the compacted topic of the pair assessor's checkpoints.
     """
     return {
         settings.topic(BY_PASS_TOPIC): (settings.partitions, {}),
@@ -35,6 +43,7 @@ def agent_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
             settings.partitions,
             {"cleanup.policy": "compact"},
         ),
+        bias_checkpoints_topic(settings): (1, CHANGELOG_CONFIG),
     }
 
 

@@ -13,6 +13,7 @@ import msgspec
 from detectors.scale_bias import ScaleBiasEstimator
 from detectors.scales import ScaleBiasEstimate
 from detectors.weighing import WeighPair, expired_record, pair_weighing
+from streams.bias_checkpoints import BiasCheckpoints
 from streams.emitter import Emitter
 from streams.forked import SnapshotError, encode_in_child
 from streams.open_trips import OpenTrips, open_trips_table
@@ -53,9 +54,11 @@ def register_weighing_agents(
     partitions: int,
     idle_after_s: float,
     clock: Callable[[], float],
+    checkpoints: BiasCheckpoints | None = None,
 ) -> None:
     """Open trips live on disk in a changelogged table (streams/open_trips.py), so a
-    restarted worker recovers them, deadlines included.
+    restarted worker recovers them, deadlines included; the assessor of the pairs is
+    checkpointed (`checkpoints`, streams/bias_checkpoints.py).
 
     `partitions`: of the input topics and of the by-pass topic; each input partition
     is a source whose weighings an expiry watermark waits for.
@@ -65,6 +68,8 @@ def register_weighing_agents(
 
     def start_over(*_: Any, **__: Any) -> None:
         watermarks.start_over()
+        if checkpoints is not None:
+            checkpoints.start_over()
 
     app.on_partitions_revoked.connect(start_over)
 
@@ -89,8 +94,15 @@ def register_weighing_agents(
                 await topics.pairs.send(key=message.key, value=_encode(output.pair))
 
     async def assess_pairs(stream: Any) -> None:
-        async for value in stream:
-            pair = _pair.decode(value)
+        async for record in stream.events():
+            offset = record.message.offset
+            if checkpoints is not None:
+                restored = await checkpoints.restore_once(assessor, offset)
+                if restored is not None:
+                    await emitter.emit_pair_outputs(restored)
+                if checkpoints.covers(offset):
+                    continue  # the restored checkpoint has it already
+            pair = _pair.decode(record.value)
             if assessor.fits_before(pair):
                 # The network-wide fit takes seconds on a large network: it runs in a
                 # forked child, so the ingest step keeps the GIL and goes on estimating
@@ -104,6 +116,8 @@ def register_weighing_agents(
             else:
                 out = assessor.on_pair(pair)
             await emitter.emit_pair_outputs(out)
+            if checkpoints is not None:
+                await checkpoints.after(assessor, offset, pair.exit.ts)
 
     app.agent(topics.by_pass, name="pair_trips")(pair_trips)
     app.agent(topics.pairs, name="assess_pairs")(assess_pairs)

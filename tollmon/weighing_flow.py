@@ -141,13 +141,24 @@ class PairAssessor:
         )
 
     def restore(self, checkpoint: BiasCheckpoint) -> None:
-        """Go on from a checkpoint, as the assessor that saved it would have."""
+        """Go on from a checkpoint, as the assessor that saved it would have.
+
+        Raises ValueError for a checkpoint of scales this network does not have (the
+        network config changed since): the caller starts with an empty window instead.
+        """
         estimator = self.estimator
+        unknown = set(checkpoint.state.scale_ids) - set(estimator.scales)
+        if unknown:
+            raise ValueError(f"scales not in the network: {sorted(unknown)[:5]}")
         self.estimator = ScaleBiasEstimator.from_state(
             checkpoint.state, estimator.scales, estimator.config
         )
         self._biases = {b.scale_id: b for b in checkpoint.biases}
         self._next_eval_ms = checkpoint.next_eval_ms
+
+    def biases(self) -> list[ScaleBiasEstimate]:
+        """The biases of the latest fit."""
+        return list(self._biases.values())
 
     def fits_before(self, pair: WeighPair) -> bool:
         """Whether `on_pair(pair)` refreshes the network-wide bias fit first (the costly part)."""

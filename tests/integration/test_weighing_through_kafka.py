@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from detectors.alerts import Alert
+from streams.bias_checkpoints import BIAS_CHECKPOINTS
 from tests.integration.conftest import (
     WORKER_PORTS,
     Stack,
@@ -222,3 +223,39 @@ def test_trips_restored_on_another_worker_still_expire(
     # took in after its last checkpoint and re-keys those weighings again, and one that
     # reaches the pairing after its trip expired opens and expires that trip once more.
     wait_until(lambda: unmatched() >= n_early, 120, f"{n_early} early trips expired", unmatched)
+
+
+def test_the_scale_bias_window_survives_a_killed_worker(
+    stack: Stack, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A restart does not begin the network's bias fit again from nothing: the worker
+    that takes over the pairs restores the window, and its firing alert, and goes on."""
+    worker = start_worker()
+    network = load_network("config/network.yaml")
+    profile = TripProfile(trips_per_hour=2400, scale_bias={BIASED_SCALE: 0.05})
+    events = trips(2 * 3600, profile, seed=22)
+    n_trips = len({e.pass_id for e in events if isinstance(e, WeighMeasurement)})
+    send(stack, worker.prefix, events)
+    wait_until(lambda: paired([worker]) == n_trips, 180, f"{n_trips} trips paired")
+    checkpoints = (worker.prefix + "tollmon").replace(".", "-") + "-" + BIAS_CHECKPOINTS
+    wait_until(lambda: read_topic(stack.bootstrap, checkpoints), 60, "a scale-bias checkpoint")
+    before = [a for a in alerts(stack, worker.prefix) if a.kind == "SCALE_BIAS"]
+    assert {a.subject for a in before if a.status == "firing"} == {BIASED_SCALE}
+    time.sleep(6)  # let the pairs' offsets be committed
+    worker.stop(signal.SIGKILL)
+
+    # Another data directory, and a quarter of an hour of unbiased trips: far too few
+    # pairs through the biased scale to name it again from a window begun afresh.
+    restarted = start_worker(prefix=worker.prefix, port=WORKER_PORTS[1])
+    later = generate_trips(network, events[-1].ts + 60_000, 900, TripProfile(1200), seed=23)
+    send(stack, worker.prefix, list(later))
+
+    def bias() -> float:
+        return restarted.total("tollmon_scale_bias_ratio", scale=BIASED_SCALE)
+
+    wait_until(lambda: bias() > 0.03, 120, "the biased scale's bias after the restart", bias)
+    assert "scale-bias window restored" in restarted.log_path.read_text(errors="replace")
+    after = [a for a in alerts(stack, worker.prefix) if a.kind == "SCALE_BIAS"]
+    # Still the one alert: not raised again under a new id, not resolved.
+    assert {a.alert_id for a in after} == {a.alert_id for a in before}
+    assert all(a.status == "firing" for a in after)

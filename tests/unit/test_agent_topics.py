@@ -8,8 +8,9 @@ from pathlib import Path
 import faust
 import pytest
 
+from streams.checkpoint import CHANGELOG_CONFIG
 from streams.open_trips import open_trips_table
-from streams.topics import Topics, agent_topics
+from streams.topics import Topics, agent_topics, bias_checkpoints_topic
 from tollmon.settings import Settings
 
 
@@ -31,5 +32,7 @@ def test_the_topics_created_ahead_are_the_agents_topics_as_declared(
     trips = open_trips_table(app, settings.partitions).changelog_topic
     assert trips.compacting
     declared[trips.get_topic_name()] = (trips.partitions, {"cleanup.policy": "compact"})
+    # The pair assessor's checkpoints: one partition, compacted like the detectors'.
+    declared[bias_checkpoints_topic(settings)] = (1, CHANGELOG_CONFIG)
     assert agent_topics(settings) == declared
     assert declared[f"{prefix}toll.weigh.by_pass"] == (6, {})

@@ -136,3 +136,23 @@ def test_a_checkpoint_of_another_format_is_refused(network: Network) -> None:
         decode_bias_checkpoint(stale)
     with pytest.raises(CheckpointError):
         decode_bias_checkpoint(b"not a checkpoint")
+
+
+def test_a_checkpoint_of_scales_the_network_no_longer_has_is_refused(network: Network) -> None:
+    events = list(generate_trips(network, T0_MS, 1800, TripProfile(1200), seed=6))
+    weighing = InProcessWeighing(network)
+    for event in events:
+        if isinstance(event, WeighMeasurement):
+            weighing.on_pairing(weighing.book.add(event))
+    saved = weighing.assessor.checkpoint(pairs_offset=10)
+    assert saved.state.scale_ids
+    renamed = msgspec.structs.replace(
+        saved,
+        state=msgspec.structs.replace(
+            saved.state, scale_ids=[f"{s}-OLD" for s in saved.state.scale_ids]
+        ),
+    )
+    assessor = InProcessWeighing(network).assessor
+    with pytest.raises(ValueError, match="not in the network"):
+        assessor.restore(renamed)
+    assert assessor.estimator.state().scale_ids == []
