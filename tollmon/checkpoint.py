@@ -175,7 +175,7 @@ def body_parts(whole: bytes, round_id: int, part_bytes: int) -> list[bytes]:
 
 def decode_part(data: bytes) -> CheckpointPart:
     """Raises CheckpointError for bytes that are not a checkpoint part of this version."""
-    part = _versioned(_decode_part, data, "checkpoint part")
+    part = versioned(_decode_part, data, "checkpoint part")
     if not 0 <= part.index < part.count:
         raise CheckpointError(f"checkpoint part {part.index} of {part.count}")
     return part
@@ -215,7 +215,7 @@ def newest_complete_as(records: list[bytes], decode: Callable[[bytes], T]) -> T 
 
 def decode_checkpoint(data: bytes) -> PartitionCheckpoint:
     """Raises CheckpointError for bytes that are not a checkpoint of this version."""
-    return _versioned(_decode, data, "checkpoint")
+    return versioned(_decode, data, "checkpoint")
 
 
 class _Versioned(Protocol):
@@ -228,10 +228,6 @@ V = TypeVar("V", bound=_Versioned)
 
 def versioned(decode: Callable[[bytes], V], data: bytes, what: str) -> V:
     """`decode(data)`, or CheckpointError if it fails or is not of this FORMAT_VERSION."""
-    return _versioned(decode, data, what)
-
-
-def _versioned(decode: Callable[[bytes], V], data: bytes, what: str) -> V:
     try:
         value = decode(data)
     except msgspec.DecodeError as exc:

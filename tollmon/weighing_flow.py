@@ -136,7 +136,7 @@ class PairAssessor:
             version=FORMAT_VERSION,
             pairs_offset=pairs_offset,
             next_eval_ms=self._next_eval_ms,
-            biases=list(self._biases.values()),
+            biases=self.biases(),
             state=self.estimator.state(),
         )
 
