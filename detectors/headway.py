@@ -18,6 +18,8 @@ SATURATION_HEADWAY_FACTOR = 1.5
 # leaves (toll booths: 2-4 s). A reported service that began no later than this after the previous
 # departure was queued: the lane was busy for the whole headway, move-up included.
 MOVE_UP_MAX_S = 5.0
+# Idle spells kept per lane: enough to reach back a couple of minutes at a busy manual lane.
+IDLE_SPELLS_KEPT = 4
 
 
 def mg1_queue(
@@ -50,6 +52,7 @@ class LaneServiceWindow:
     __slots__ = (
         "_busy_sum_s",
         "_departures",
+        "_idle_spells",
         "_sum_s",
         "_sum_s2",
         "_window_ms",
@@ -68,6 +71,9 @@ class LaneServiceWindow:
         self.last_departure_ms: int | None = None
         # Whether the latest departure's vehicle had waited behind the one before it.
         self.last_queued = False
+        # The latest spells in which the lane was seen free with nobody pulling up to it, from
+        # a departure to the next service start less a move-up: start, end, start, end, ...
+        self._idle_spells: list[int] = []
 
     def service_estimate_s(self, ts_ms: int, typical_s: float) -> float:
         """The service time of a departure at ts_ms when the lane did not report it."""
@@ -78,22 +84,36 @@ class LaneServiceWindow:
                 return headway_s
         return typical_s
 
-    def add(self, ts_ms: int, service_s: float, waited: bool = False) -> None:
+    def add(
+        self, ts_ms: int, service_s: float, waited: bool = False, measured: bool = True
+    ) -> None:
         """Record one departure (event-time order) and how long it kept the lane busy.
 
         `waited`: the vehicle was due at the barrier before its service began (its delay,
         where known); with its service starting right after the previous departure, it was
-        queued behind that vehicle.
+        queued behind that vehicle. `measured`: the lane reported the service time (else it
+        is an estimate, and the start of the service is uncertain by about as much again).
         """
         busy_s = service_s
         queued = False
-        if self.last_departure_ms is not None:
-            headway_s = (ts_ms - self.last_departure_ms) / 1000.0
+        last = self.last_departure_ms
+        if last is not None:
+            headway_s = (ts_ms - last) / 1000.0
             if 0 < headway_s <= service_s + MOVE_UP_MAX_S:
                 # Queued behind the previous vehicle: its move-up is part of the lane's cycle,
                 # not idle time, or a saturated lane would look far from saturation.
                 busy_s = headway_s
                 queued = waited
+            else:
+                # The lane stood free between the two: nobody was waiting to pull up to it.
+                margin_s = MOVE_UP_MAX_S + (0.0 if measured else service_s)
+                until_ms = ts_ms - round((service_s + margin_s) * 1000)
+                if until_ms > last:
+                    spells = self._idle_spells
+                    if len(spells) >= 2 * IDLE_SPELLS_KEPT:
+                        del spells[:2]
+                    spells.append(last)
+                    spells.append(until_ms)
         self._departures.append3(ts_ms, service_s, busy_s, 1 if queued else 0)
         self._sum_s += service_s
         self._sum_s2 += service_s * service_s
@@ -104,6 +124,15 @@ class LaneServiceWindow:
         # Bounded memory whether or not anyone reads the window.
         if self._departures.oldest_ts() <= ts_ms - 2 * self._window_ms:
             self.prune(ts_ms - self._window_ms)
+
+    def idle_at_or_before(self, t_ms: int) -> int:
+        """The latest time at or before t_ms at which the lane is known to have stood free
+        with nobody pulling up to it, among its latest spells (-1 if none is that early)."""
+        spells = self._idle_spells
+        for i in range(len(spells) - 2, -1, -2):
+            if spells[i] <= t_ms:
+                return min(spells[i + 1], t_ms)
+        return -1
 
     def prune(self, now_ms: int) -> None:
         """Forget departures older than the window."""

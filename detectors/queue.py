@@ -99,6 +99,8 @@ IDLE_SERVICE_FACTOR = 2.0
 HEADWAY_MIN_SPAN_S = 60.0
 # A delay from which a vehicle counts as having waited at the barrier (not τ's spread).
 WAITED_MIN_S = 1.0
+# How far back a moment when lanes stood idle still re-anchors the count (within the curves).
+IDLE_MOMENT_LOOKBACK_MS = 300_000
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
 LANE_WINDOW_MS = 120_000
 
@@ -420,7 +422,7 @@ class ApproachEstimator:
         start_ms = ts_ms - round(service_s * 1000)
         delay_s = self._vehicle_delay_ms(start_ms, plate_hash) / 1000.0
         if window is not None:
-            window.add(ts_ms, service_s, delay_s >= WAITED_MIN_S)
+            window.add(ts_ms, service_s, delay_s >= WAITED_MIN_S, service_ms is not None)
         lane_type = self._lane_type.get(lane_id, "MIXED")
         self._delays.append2(ts_ms, delay_s, LANE_TYPES.index(lane_type))
         self._delay_sum_s += delay_s
@@ -511,7 +513,11 @@ class ApproachEstimator:
             self._drop_unplated(in_system)
             in_system = 0.0
         else:
-            in_system -= self._drop_unplated_ghosts(due_at, in_system - plated_waiting)
+            unplated_waiting = in_system - plated_waiting
+            dropped = self._drop_unplated_ghosts(due_at, unplated_waiting)
+            if dropped == 0:
+                dropped = self._drop_unseen_by_lanes(b, unplated_waiting)
+            in_system -= dropped
         return max(in_system - self._in_service(b, in_system), 0.0)
 
     def _drop_unplated(self, vehicles: float) -> None:
@@ -531,6 +537,60 @@ class ApproachEstimator:
         # per boundary, so that a real but unusually long wait costs little.
         self._drop_unplated(1.0)
         return 1.0
+
+    def _drop_unseen_by_lanes(self, b: int, unplated_waiting: float) -> float:
+        """Forget one unplated vehicle the lanes say was never there (a double count).
+
+        At a moment when every lane in use stood free, nobody waited: vehicles counted as
+        due then and not yet left were phantoms. Plates catch them too (ghosts); this needs
+        none, and unlike an empty approach it comes in any traffic that leaves all lanes
+        free at once now and then. One per output, like ghosts: a vehicle slower than τ
+        taken for a phantom re-anchors the count back up when it leaves.
+        """
+        if unplated_waiting < 1:
+            return 0.0
+        moment = self._idle_moment(b)
+        if moment is None:
+            return 0.0
+        t, idle_lanes = moment
+        in_system_then = (
+            self._arrivals.count_at(t - self._tau_ms) - self._offset - self._departures.count_at(t)
+        )
+        if in_system_then - (self._open_lanes - idle_lanes) < 1:
+            return 0.0
+        self._drop_unplated(1.0)
+        return 1.0
+
+    def _idle_moment(self, b: int) -> tuple[int, int] | None:
+        """The latest time, within the count curves' reach, at which every open lane in use
+        was seen standing free between two of its departures, and how many lanes those are.
+
+        Only spells closed by a later service start count: a lane silent since its last
+        departure may be stalled with vehicles trapped behind it. A lane silent for longer
+        than the lookback is not in use and constrains nothing.
+        """
+        oldest = b - IDLE_MOMENT_LOOKBACK_MS
+        windows = []
+        for lane, is_open in self._lane_open.items():
+            if is_open:
+                window = self._lane_windows[lane]
+                last = window.last_departure_ms
+                if last is not None and last >= oldest:
+                    windows.append(window)
+        if not windows:
+            return None
+        t = b
+        moved = True
+        while moved:
+            moved = False
+            for window in windows:
+                idle_at = window.idle_at_or_before(t)
+                if idle_at < oldest:
+                    return None
+                if idle_at < t:
+                    t = idle_at
+                    moved = True
+        return t, len(windows)
 
     def _in_service(self, b: int, in_system: float) -> float:
         open_lanes = self._open_lanes

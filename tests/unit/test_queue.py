@@ -178,6 +178,40 @@ def test_plate_matches_correct_a_drifting_count_without_quiet_spells() -> None:
     assert all(e.wait_s == 0.0 for e in corrected)
 
 
+def test_double_counts_are_forgotten_when_every_lane_stands_free_without_plates() -> None:
+    # Never 60 s without a departure, no plates; one phantom per 10 vehicles. Every 20 s a
+    # manual and an ETC vehicle arrive, each lane stands free between its vehicles.
+    lanes: Lanes = (("01", "MTC"), ("02", "ETC"))
+    events: list[QueueEvent] = []
+    for k in range(180):
+        t = 20.0 * k
+        events.append(arrival(t, count=2))
+        events.append(departure(t + TAU_S + SERVICE_S, "01", service_s=SERVICE_S))
+        events.append(departure(t + TAU_S + 3.0, "02", service_s=3.0, payment="ETC"))
+        if k % 5 == 2:
+            events.append(arrival(t + 7.0))
+
+    estimates, alerts = replay(approach(lanes), events, until_s=3600.0)
+
+    # 36 phantoms over the hour; each is forgotten once both lanes have been seen free.
+    assert max(e.queue_veh for e in estimates) <= 1.0
+    # Until a phantom is forgotten, the vehicles after it are paired with earlier detections.
+    assert sum(e.wait_s for e in estimates[-360:]) / 360 < 3.0
+    assert alerts == []
+
+
+def test_a_silent_lane_is_not_taken_for_a_free_one() -> None:
+    # The lane's barrier sticks after two vehicles: those behind are trapped, not phantoms.
+    events: list[QueueEvent] = [arrival(0.0), arrival(40.0)]
+    events += [departure(TAU_S + SERVICE_S), departure(40.0 + TAU_S + SERVICE_S)]
+    events += [arrival(60.0 + 5.0 * k) for k in range(6)]
+
+    # Short of the silence that would say the approach is empty (SPEC §4.1 re-anchoring).
+    estimates, _ = replay(approach(), events, until_s=150.0)
+
+    assert estimates[-1].queue_veh == 5.0
+
+
 def test_a_missed_detection_is_reanchored_at_once() -> None:
     # The detector misses the second vehicle; its departure must not drive the queue negative.
     events: list[QueueEvent] = [arrival(0.0), arrival(5.0, count=2)]
