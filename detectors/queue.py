@@ -99,6 +99,11 @@ IDLE_SERVICE_FACTOR = 2.0
 HEADWAY_MIN_SPAN_S = 60.0
 # A delay from which a vehicle counts as having waited at the barrier (not τ's spread).
 WAITED_MIN_S = 1.0
+# The share of detections with a plate read, over this window and from this many detections:
+# beyond this many standard deviations more unplated vehicles wait than that share implies.
+PLATE_SHARE_WINDOW_MS = 600_000
+PLATE_SHARE_MIN_DETECTIONS = 50
+PLATE_SHARE_SIGMAS = 3.0
 # How far back a moment when lanes stood idle still re-anchors the count (within the curves).
 IDLE_MOMENT_LOOKBACK_MS = 300_000
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
@@ -516,6 +521,8 @@ class ApproachEstimator:
             unplated_waiting = in_system - plated_waiting
             dropped = self._drop_unplated_ghosts(due_at, unplated_waiting)
             if dropped == 0:
+                dropped = self._drop_beyond_plate_share(b, plated_waiting, unplated_waiting)
+            if dropped == 0:
                 dropped = self._drop_unseen_by_lanes(b, unplated_waiting)
             in_system -= dropped
         return max(in_system - self._in_service(b, in_system), 0.0)
@@ -535,6 +542,33 @@ class ApproachEstimator:
             return 0.0
         # A detection older than any plausible wait is a phantom (a double count): forget one
         # per boundary, so that a real but unusually long wait costs little.
+        self._drop_unplated(1.0)
+        return 1.0
+
+    def _drop_beyond_plate_share(
+        self, b: int, plated_waiting: float, unplated_waiting: float
+    ) -> float:
+        """Forget one unplated vehicle when far more of them wait than plates go unread.
+
+        The camera misses a plate at random, so among the vehicles waiting the unplated ones
+        are about the unread share of the plated ones. Missed detections of plated vehicles
+        are put back by the plates (the floor in `_io_queue`); double counts carry no plate
+        and would otherwise pile up among the unplated until a ghost's age or a free moment.
+        """
+        if unplated_waiting < 1:
+            return 0.0
+        since = b - PLATE_SHARE_WINDOW_MS
+        detected = self._arrivals.count_at(b) - self._arrivals.count_at(since)
+        plated = self._plated.count_at(b) - self._plated.count_at(since)
+        if detected < PLATE_SHARE_MIN_DETECTIONS or plated <= 0:
+            return 0.0
+        read = min(plated / detected, 1.0)
+        # Unread vehicles among those waiting, given the read ones: a negative binomial.
+        n = plated_waiting + 1.0
+        expected = n * (1.0 - read) / read
+        spread = math.sqrt(n * (1.0 - read)) / read
+        if unplated_waiting <= expected + PLATE_SHARE_SIGMAS * spread:
+            return 0.0
         self._drop_unplated(1.0)
         return 1.0
 
