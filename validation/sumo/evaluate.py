@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from validation.sumo.replay import (
+    NO_FAULTS,
+    DetectorFaults,
     EstimatorRun,
     approach_config,
     build_network,
@@ -44,6 +46,13 @@ class Variant:
     plate_read_ratio: float | None = None
     # Overrides the configured approach lanes; 0 leaves them unset.
     queue_lanes: int | None = None
+    faults: DetectorFaults = NO_FAULTS
+
+
+# A loop detector's usual errors, one way at a time (both at once would partly cancel): a lane
+# changer counted twice, a vehicle between loops missed.
+DOUBLE_COUNTS = DetectorFaults(double_ratio=0.03)
+MISSED = DetectorFaults(missed_ratio=0.03)
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -58,6 +67,23 @@ VARIANTS: tuple[Variant, ...] = (
         queue_lanes=0,
     ),
     Variant("headway", "no detector: transactions only (headway method)", with_detector=False),
+    Variant(
+        "double_counts",
+        "as input_output, the detector counting 3 % of vehicles twice (no plate on the second)",
+        faults=DOUBLE_COUNTS,
+    ),
+    Variant(
+        "double_counts_no_plates",
+        "as no_plates, the detector counting 3 % of vehicles twice",
+        plate_read_ratio=0.0,
+        faults=DOUBLE_COUNTS,
+    ),
+    Variant(
+        "missed_no_plates",
+        "as no_plates, the detector missing 3 % of vehicles",
+        plate_read_ratio=0.0,
+        faults=MISSED,
+    ),
 )
 
 
@@ -108,7 +134,9 @@ def evaluate(
             if variant.plate_read_ratio is None
             else variant.plate_read_ratio
         )
-        events = to_events(simulation.records, scenario.seed, read_ratio, variant.with_detector)
+        events = to_events(
+            simulation.records, scenario.seed, read_ratio, variant.with_detector, variant.faults
+        )
         run = run_estimator(config, events, end_ms)
         scored = [
             score(

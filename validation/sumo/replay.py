@@ -99,27 +99,57 @@ def approach_config(network: Network, plaza_id: str = PLAZA_ID) -> ApproachConfi
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DetectorFaults:
+    """How the approach detector miscounts: vehicles it misses and vehicles it counts twice
+    (a second loop triggered by a lane change, with no plate read)."""
+
+    missed_ratio: float = 0.0
+    double_ratio: float = 0.0
+
+
+NO_FAULTS = DetectorFaults()
+
+
 def to_events(
-    records: Sequence[VehicleRecord], seed: int, plate_read_ratio: float, with_detector: bool
+    records: Sequence[VehicleRecord],
+    seed: int,
+    plate_read_ratio: float,
+    with_detector: bool,
+    faults: DetectorFaults = NO_FAULTS,
 ) -> list[QueueEvent]:
-    """One lane_transaction per served vehicle and one approach_detection per crossing of D1."""
+    """One lane_transaction per served vehicle and one approach_detection per crossing of D1,
+    less the missed ones and plus the double counts of `faults`."""
     rng = np.random.default_rng(seed + 1)
+    faulty = np.random.default_rng(seed + 2)
     events: list[QueueEvent] = []
     for r in records:
         trip = r.trip
         plate = plate_hash(trip.vehicle_id)
         if with_detector:
             read = rng.random() < plate_read_ratio
-            events.append(
-                ApproachDetection(
-                    event_id=f"det-{seed}-{trip.vehicle_id}",
-                    ts=ms(r.detector_s),
-                    plaza_id=PLAZA_ID,
-                    direction=DIRECTION,
-                    detector_id=DETECTOR_ID,
-                    plate_hash=plate if read else None,
+            fault = faulty.random()
+            if fault >= faults.missed_ratio:
+                events.append(
+                    ApproachDetection(
+                        event_id=f"det-{seed}-{trip.vehicle_id}",
+                        ts=ms(r.detector_s),
+                        plaza_id=PLAZA_ID,
+                        direction=DIRECTION,
+                        detector_id=DETECTOR_ID,
+                        plate_hash=plate if read else None,
+                    )
                 )
-            )
+            if fault >= 1.0 - faults.double_ratio:
+                events.append(
+                    ApproachDetection(
+                        event_id=f"det-{seed}-{trip.vehicle_id}-twice",
+                        ts=ms(r.detector_s + faulty.uniform(0.2, 1.5)),
+                        plaza_id=PLAZA_ID,
+                        direction=DIRECTION,
+                        detector_id=DETECTOR_ID,
+                    )
+                )
         events.append(
             LaneTransaction(
                 event_id=f"tx-{seed}-{trip.vehicle_id}",
