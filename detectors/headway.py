@@ -125,6 +125,14 @@ class LaneServiceWindow:
         if self._departures.oldest_ts() <= ts_ms - 2 * self._window_ms:
             self.prune(ts_ms - self._window_ms)
 
+    def idle_since(self, t_ms: int) -> int:
+        """When the latest spell covering t_ms began (-1 if none covers it)."""
+        spells = self._idle_spells
+        for i in range(len(spells) - 2, -1, -2):
+            if spells[i] <= t_ms:
+                return spells[i] if t_ms <= spells[i + 1] else -1
+        return -1
+
     def idle_at_or_before(self, t_ms: int) -> int:
         """The latest time at or before t_ms at which the lane is known to have stood free
         with nobody pulling up to it, among its latest spells (-1 if none is that early)."""

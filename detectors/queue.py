@@ -106,6 +106,9 @@ PLATE_SHARE_MIN_DETECTIONS = 50
 PLATE_SHARE_SIGMAS = 3.0
 # How far back a moment when lanes stood idle still re-anchors the count (within the curves).
 IDLE_MOMENT_LOOKBACK_MS = 300_000
+# The spread of free-flow times (of τ, at least this): a vehicle due that recently may still be
+# on its way to the barrier, so a free moment proves nothing about it.
+IDLE_MOMENT_SPREAD_MIN_MS = 5_000
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
 LANE_WINDOW_MS = 120_000
 
@@ -578,8 +581,9 @@ class ApproachEstimator:
         At a moment when every lane in use stood free, nobody waited: vehicles counted as
         due then and not yet left were phantoms. Plates catch them too (ghosts); this needs
         none, and unlike an empty approach it comes in any traffic that leaves all lanes
-        free at once now and then. One per output, like ghosts: a vehicle slower than τ
-        taken for a phantom re-anchors the count back up when it leaves.
+        free at once now and then. The moment must also leave τ's spread to the vehicles
+        last due, or one a little slower than τ, still on its way, would be taken for a
+        phantom. One per output, like ghosts.
         """
         if unplated_waiting < 1:
             return 0.0
@@ -597,7 +601,8 @@ class ApproachEstimator:
 
     def _idle_moment(self, b: int) -> tuple[int, int] | None:
         """The latest time, within the count curves' reach, at which every open lane in use
-        was seen standing free between two of its departures, and how many lanes those are.
+        was seen standing free between two of its departures, with no detection due in the
+        spread of τ before it; and how many lanes those are.
 
         Only spells closed by a later service start count: a lane silent since its last
         departure may be stalled with vehicles trapped behind it. A lane silent for longer
@@ -624,7 +629,16 @@ class ApproachEstimator:
                 if idle_at < t:
                     t = idle_at
                     moved = True
-        return t, len(windows)
+        # Every lane stood free from the latest of their spells' starts to t.
+        free_from = max(window.idle_since(t) for window in windows)
+        tau_ms = self._tau_ms
+        spread_ms = max(IDLE_MOMENT_SPREAD_MIN_MS, tau_ms // 4)
+        while t >= free_from:
+            detected = self._arrivals.latest_at(t - tau_ms)
+            if detected is None or detected <= t - tau_ms - spread_ms:
+                return t, len(windows)
+            t = detected + tau_ms - 1
+        return None
 
     def _in_service(self, b: int, in_system: float) -> float:
         open_lanes = self._open_lanes

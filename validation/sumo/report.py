@@ -322,6 +322,18 @@ _FINDINGS: list[str] = [
     " last five minutes is dropped as a phantom. Lanes silent for two of their service times"
     " while vehicles outnumber the open lanes count as idle, not serving (ETC lanes idling"
     " beside a manual queue).",
+    "- **A detector that miscounts** (the `double_counts` and `missed_no_plates` variants)."
+    " A missed vehicle makes the count low until the queue empties (departures then outrun"
+    " the count, which is re-anchored at once) or, with plates, until a plated vehicle is"
+    " due and unserved. A double count makes it high, and an approach that never goes quiet"
+    " for a minute never re-anchors on silence. Two more checks forget unplated phantoms:"
+    " more unplated vehicles waiting than the plate reader's unread share allows (three"
+    " standard deviations of the negative binomial given the plated ones), and a moment when"
+    " every lane in use was seen free between two of its departures (nobody waited then, so"
+    " any vehicle counted as due and not served was a phantom; a lane silent since its last"
+    " departure may be stalled and is not taken as free). Without plates the second is the"
+    " only check, and lanes are never all free while a queue stands: phantoms counted during"
+    " congestion stay until the first free moment after it.",
     "- **The onset.** The true level touches 2 when the true queue first reaches 30; a true"
     " episode that flickers around the threshold (seed 11: first touch at 2132 s, first run"
     " held 60 s at 2552 s) is no congestion the §4.1 rule alerts on even when fed the truth,"
