@@ -12,27 +12,59 @@ import pytest
 
 pytest.importorskip("sumo", reason="eclipse-sumo is not installed: pip install -e '.[validation]'")
 
+import numpy as np
+
+from validation.sumo.evaluate import Evaluation, VariantResult
+from validation.sumo.replay import sim_seconds
 from validation.sumo.score import Targets
 from validation.sumo.sweep import CASES, Case, CaseRun, run_case
 
 TARGETS = Targets()
 BY_NAME = {c.name: c for c in CASES}
+# The detector faults of the report (validation/sumo/evaluate.py): no bar of SPEC §7 is set
+# for a faulty detector, but its error must not outlast the congestion.
+FAULTY = ("double_counts", "double_counts_no_plates", "missed_no_plates")
 
 
-def test_congestion_without_spillback_meets_every_bar(tmp_path: Path) -> None:
-    run = run_case(BY_NAME["moderate"], 5, tmp_path)
+@pytest.fixture(scope="module")
+def moderate(tmp_path_factory: pytest.TempPathFactory) -> CaseRun:
+    return run_case(BY_NAME["moderate"], 5, tmp_path_factory.mktemp("moderate"))
 
-    assert run.evaluation.result("input_output").hidden.hidden_outputs < 10
-    for variant in ("input_output", "no_plates"):
-        scores = run.evaluation.result(variant).scores
+
+def test_congestion_without_spillback_meets_every_bar(moderate: CaseRun) -> None:
+    assert moderate.evaluation.result("input_output").hidden.hidden_outputs < 10
+    for variant in ("input_output", "no_plates", "double_counts"):
+        scores = moderate.evaluation.result(variant).scores
         assert scores.meets(TARGETS), (variant, scores.misses(TARGETS))
+
+
+def queue_mae_after_congestion(evaluation: Evaluation, result: VariantResult) -> float:
+    """Queue MAE over the outputs from 5 minutes after the scenario's busy phase ends."""
+    phases = evaluation.scenario.phases
+    calm_from_s = phases[0].duration_s + phases[1].duration_s + 300.0
+    t = np.array([sim_seconds(e.ts) for e in result.run.estimates])
+    queue = np.array([e.queue_veh for e in result.run.estimates])
+    calm = t >= calm_from_s
+    return float(np.mean(np.abs(queue[calm] - evaluation.truth.queue_veh(t[calm]))))
+
+
+def test_a_miscounting_detector_is_back_within_a_vehicle_once_congestion_is_over(
+    moderate: CaseRun,
+) -> None:
+    # Double counts pile up while lanes queue (nothing tells them from real vehicles without
+    # plates); the first moment all lanes stand free after the congestion shows them up.
+    for variant in FAULTY:
+        result = moderate.evaluation.result(variant)
+        assert queue_mae_after_congestion(moderate.evaluation, result) <= 1.0, variant
+        assert result.scores.false_alerts == 0
 
 
 def test_a_small_plaza_counts_its_visible_queue_within_a_vehicle(tmp_path: Path) -> None:
     run = run_case(BY_NAME["small"], 5, tmp_path)
 
     for result in run.evaluation.results:
-        assert result.hidden.visible_mae_veh <= TARGETS.queue_mae_veh, result.variant.name
+        if result.variant.name not in FAULTY:
+            assert result.hidden.visible_mae_veh <= TARGETS.queue_mae_veh, result.variant.name
         assert result.scores.false_alerts == 0
 
 
@@ -49,8 +81,12 @@ def test_every_plaza_counts_its_visible_queue_within_a_vehicle(
 ) -> None:
     for run in (r for r in every_run if r.case is case):
         for result in run.evaluation.results:
-            assert result.hidden.visible_mae_veh <= TARGETS.queue_mae_veh, (
-                run.seed,
-                result.variant.name,
-            )
             assert result.scores.false_alerts + result.scores.free_flow_alerts == 0
+            if result.variant.name in FAULTY:
+                error = queue_mae_after_congestion(run.evaluation, result)
+                assert error <= TARGETS.queue_mae_veh, (run.seed, result.variant.name)
+            else:
+                assert result.hidden.visible_mae_veh <= TARGETS.queue_mae_veh, (
+                    run.seed,
+                    result.variant.name,
+                )
