@@ -18,8 +18,10 @@ SATURATION_HEADWAY_FACTOR = 1.5
 # leaves (toll booths: 2-4 s). A reported service that began no later than this after the previous
 # departure was queued: the lane was busy for the whole headway, move-up included.
 MOVE_UP_MAX_S = 5.0
-# Idle spells kept per lane: enough to reach back a couple of minutes at a busy manual lane.
-IDLE_SPELLS_KEPT = 4
+# Idle spells are kept for this long (and at most this many per lane): long enough to find a
+# moment when every lane of a wide plaza stood free, one of them idle since well before.
+IDLE_SPELL_HORIZON_MS = 300_000
+IDLE_SPELLS_KEPT = 16
 
 
 def mg1_queue(
@@ -110,7 +112,10 @@ class LaneServiceWindow:
                 until_ms = ts_ms - round((service_s + margin_s) * 1000)
                 if until_ms > last:
                     spells = self._idle_spells
-                    if len(spells) >= 2 * IDLE_SPELLS_KEPT:
+                    while spells and (
+                        len(spells) >= 2 * IDLE_SPELLS_KEPT
+                        or spells[1] < ts_ms - IDLE_SPELL_HORIZON_MS
+                    ):
                         del spells[:2]
                     spells.append(last)
                     spells.append(until_ms)

@@ -40,7 +40,7 @@ from detectors.congestion import (
 )
 from detectors.curves import CumulativeCurve
 from detectors.estimates import Method, QueueEstimate
-from detectors.headway import LaneLoad, LaneServiceWindow, headway_queue
+from detectors.headway import IDLE_SPELL_HORIZON_MS, LaneLoad, LaneServiceWindow, headway_queue
 from detectors.series import TimedSeries
 from detectors.spillback import Spillback
 from tollmon.events import (
@@ -105,7 +105,7 @@ PLATE_SHARE_WINDOW_MS = 600_000
 PLATE_SHARE_MIN_DETECTIONS = 50
 PLATE_SHARE_SIGMAS = 3.0
 # How far back a moment when lanes stood idle still re-anchors the count (within the curves).
-IDLE_MOMENT_LOOKBACK_MS = 300_000
+IDLE_MOMENT_LOOKBACK_MS = IDLE_SPELL_HORIZON_MS
 # The spread of free-flow times (of τ, at least this): a vehicle due that recently may still be
 # on its way to the barrier, so a free moment proves nothing about it.
 IDLE_MOMENT_SPREAD_MIN_MS = 5_000
@@ -618,27 +618,28 @@ class ApproachEstimator:
                     windows.append(window)
         if not windows:
             return None
-        t = b
-        moved = True
-        while moved:
-            moved = False
-            for window in windows:
-                idle_at = window.idle_at_or_before(t)
-                if idle_at < oldest:
-                    return None
-                if idle_at < t:
-                    t = idle_at
-                    moved = True
-        # Every lane stood free from the latest of their spells' starts to t.
-        free_from = max(window.idle_since(t) for window in windows)
         tau_ms = self._tau_ms
         spread_ms = max(IDLE_MOMENT_SPREAD_MIN_MS, tau_ms // 4)
-        while t >= free_from:
-            detected = self._arrivals.latest_at(t - tau_ms)
-            if detected is None or detected <= t - tau_ms - spread_ms:
-                return t, len(windows)
-            t = detected + tau_ms - 1
-        return None
+        t = b
+        while True:
+            moved = True
+            while moved:
+                moved = False
+                for window in windows:
+                    idle_at = window.idle_at_or_before(t)
+                    if idle_at < oldest:
+                        return None
+                    if idle_at < t:
+                        t = idle_at
+                        moved = True
+            # Every lane stood free from the latest of their spells' starts to t.
+            free_from = max(window.idle_since(t) for window in windows)
+            while t >= free_from:
+                detected = self._arrivals.latest_at(t - tau_ms)
+                if detected is None or detected <= t - tau_ms - spread_ms:
+                    return t, len(windows)
+                t = detected + tau_ms - 1
+            t = free_from - 1
 
     def _in_service(self, b: int, in_system: float) -> float:
         open_lanes = self._open_lanes
