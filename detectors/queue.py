@@ -163,6 +163,9 @@ class ApproachEstimator:
         self._departures = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
         # Raw detections minus the vehicles they really stand for (miscounts, re-anchors).
         self._offset = 0.0
+        # When missed detections were last put back: the offset holds them from then on only,
+        # so counts at earlier times read with it are too high by as many.
+        self._missed_found_ms = -1
         # Detections with a plate read, and how many of them have left (or been given up on):
         # the plated vehicles still due at the barriers are an exact floor for the count.
         self._plated = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
@@ -515,6 +518,7 @@ class ApproachEstimator:
             # detector counted: it missed some. Re-anchor (plates or not, never below 0).
             missed = plated_waiting - in_system
             self._offset -= missed
+            self._missed_found_ms = b
             self._unplated_next = max(self._unplated_next - math.ceil(missed), 1)
             in_system = float(plated_waiting)
         if in_system > 0 and plated_waiting == 0 and self._observed_empty(b, in_system):
@@ -606,9 +610,10 @@ class ApproachEstimator:
 
         Only spells closed by a later service start count: a lane silent since its last
         departure may be stalled with vehicles trapped behind it. A lane silent for longer
-        than the lookback is not in use and constrains nothing.
+        than the lookback is not in use and constrains nothing. Moments before missed
+        detections were last put back are not read: the count then would include them.
         """
-        oldest = b - IDLE_MOMENT_LOOKBACK_MS
+        oldest = max(b - IDLE_MOMENT_LOOKBACK_MS, self._missed_found_ms)
         windows = []
         for lane, is_open in self._lane_open.items():
             if is_open:
