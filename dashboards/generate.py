@@ -312,6 +312,22 @@ def plaza_detail() -> Json:
         ),
         w=12,
     )
+    corrections = timeseries(
+        "Detector count corrections (last hour)",
+        [
+            target(
+                f"sum by (kind) (increase(tollmon_queue_corrections_total{{{APPROACH}}}[1h]))",
+                "{{kind}}",
+            )
+        ],
+        unit="none",
+    )
+    corrections["description"] = (
+        "Vehicles the queue estimator put back into the approach detector's count (missed)"
+        " or forgot from it (phantom: counted, never there). More than a few an hour: the"
+        " detector's counts are off, and the queue is only as good as its corrections."
+    )
+    layout.add(corrections, w=12)
     layout.add(alerts_table("Alerts at this plaza", 'plaza="$plaza"'), w=24, h=6)
     variables = [
         query_variable("plaza", "Plaza", "label_values(tollmon_plaza_info, plaza)"),

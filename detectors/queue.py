@@ -210,6 +210,10 @@ class ApproachEstimator:
         self.departures_total = 0
         self.delay_total_s = 0.0
         self.plate_matches_total = 0
+        # Count corrections not yet taken (`take_corrections`): vehicles the detector missed,
+        # put back, and vehicles it counted that were never there, forgotten.
+        self._missed_new = 0.0
+        self._phantoms_new = 0.0
 
     # ---- feeding events -------------------------------------------------------------------
 
@@ -283,6 +287,14 @@ class ApproachEstimator:
         self._out_estimates = []
         self._out_alerts = []
         return out
+
+    def take_corrections(self) -> tuple[float, float]:
+        """Vehicles put back into the count (missed by the detector) and forgotten from it
+        (counted, never there) since the last call: how far the detector is off."""
+        taken = (self._missed_new, self._phantoms_new)
+        self._missed_new = 0.0
+        self._phantoms_new = 0.0
+        return taken
 
     # ---- boundaries -----------------------------------------------------------------------
 
@@ -519,6 +531,7 @@ class ApproachEstimator:
             missed = plated_waiting - in_system
             self._offset -= missed
             self._missed_found_ms = b
+            self._missed_new += missed
             self._unplated_next = max(self._unplated_next - math.ceil(missed), 1)
             in_system = float(plated_waiting)
         if in_system > 0 and plated_waiting == 0 and self._observed_empty(b, in_system):
@@ -537,6 +550,7 @@ class ApproachEstimator:
     def _drop_unplated(self, vehicles: float) -> None:
         self._offset += vehicles
         self._unplated_next += round(vehicles)
+        self._phantoms_new += vehicles
 
     def _drop_unplated_ghosts(self, due_at: int, unplated_waiting: float) -> float:
         # Only plate matches say how long vehicles wait here; without them nobody is a ghost.

@@ -69,6 +69,8 @@ class Emitter:
         # A batch updates a lane's ratio many times; the gauge shows the last.
         for lane, ratio in dict(out.etc_ratios).items():
             self._recorder.etc_ratio(lane, ratio)
+        for approach_kind, vehicles in out.corrections:
+            self._recorder.correction(approach_kind, vehicles)
         if out.alerts:
             self.stage_alerts(out.alerts)
 

@@ -31,6 +31,7 @@ class Metrics:
     wait_seconds: TallyGauge
     congestion_level: TallyGauge
     open_lanes: TallyGauge
+    queue_corrections: TallyCounter
     arrivals: TallyCounter
     lane_transactions: TallyCounter
     etc_failure_ratio: TallyGauge
@@ -97,6 +98,13 @@ class Metrics:
             ),
             open_lanes=TallyGauge(
                 "tollmon_open_lanes", "Lanes open on the approach", _APPROACH, reg
+            ),
+            queue_corrections=TallyCounter(
+                "tollmon_queue_corrections",
+                "Vehicles the queue estimator put back into (kind=missed) or forgot from"
+                " (kind=phantom) the approach detector's count",
+                (*_APPROACH, "kind"),
+                reg,
             ),
             # Per event (or per transaction): lock-free, see tollmon/tallies.py.
             arrivals=TallyCounter(

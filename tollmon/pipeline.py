@@ -41,9 +41,12 @@ class Outputs:
     estimates: list[QueueEstimate] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     etc_ratios: list[tuple[LaneKey, float]] = field(default_factory=list)
+    # Per approach and kind ("missed", "phantom"): vehicles the queue estimator put back
+    # into or forgot from the detector's count.
+    corrections: list[tuple[tuple[str, str, str], float]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.estimates or self.alerts or self.etc_ratios)
+        return bool(self.estimates or self.alerts or self.etc_ratios or self.corrections)
 
 
 @mypyc_attr(native_class=False)
@@ -229,6 +232,18 @@ class Pipeline:
         for estimator in plaza.estimators.values():
             emitted = estimator.advance(ts_ms)
             out.alerts.extend(emitted.alerts)
+            if emitted.estimates:
+                missed, phantoms = estimator.take_corrections()
+                if missed or phantoms:
+                    config = estimator.config
+                    if missed:
+                        out.corrections.append(
+                            ((config.plaza_id, config.direction, "missed"), missed)
+                        )
+                    if phantoms:
+                        out.corrections.append(
+                            ((config.plaza_id, config.direction, "phantom"), phantoms)
+                        )
             for estimate in emitted.estimates:
                 out.estimates.append(estimate)
                 # A lane idle while its approach merely trickles is normal (an MTC

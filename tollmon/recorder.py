@@ -13,6 +13,8 @@ from tollmon.alerting import ONE_SHOT_KINDS
 from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
 from tollmon.metrics import Metrics
 
+CORRECTION_KINDS = ("missed", "phantom")
+
 
 class _Children:
     """`metric.labels(*values)` looked up once per label set: it is costly per event."""
@@ -51,6 +53,8 @@ class MetricsRecorder:
         self._wait = _Children(m.wait_seconds)
         self._level = _Children(m.congestion_level)
         self._open = _Children(m.open_lanes)
+        self._corrections = _Children(m.queue_corrections)
+        self._counted_approaches: set[tuple[str, str]] = set()
         self._etc_ratio = _Children(m.etc_failure_ratio)
         self._firing = _Children(m.alerts_firing)
         self._alerts = _Children(m.alerts)
@@ -82,11 +86,21 @@ class MetricsRecorder:
 
     def estimate(self, e: QueueEstimate) -> None:
         key = (e.plaza_id, e.direction)
-        self._queue_veh(*key).set(e.queue_veh)
+        if key not in self._counted_approaches and e.method == "input_output":
+            # An approach with a detector shows its corrections from its first count, at 0.
+            self._counted_approaches.add(key)
+            for kind in CORRECTION_KINDS:
+                self._corrections.child((*key, kind))
+        self._queue_veh.child(key).set(e.queue_veh)
         self._queue_m(*key).set(e.queue_m)
         self._wait(*key).set(e.wait_s)
         self._level(*key).set(e.level)
         self._open(*key).set(e.open_lanes)
+
+    def correction(self, key: tuple[str, str, str], vehicles: float) -> None:
+        """Vehicles the queue estimator put back into (missed) or forgot from (phantom) an
+        approach detector's count."""
+        self._corrections.child(key).inc(vehicles)
 
     def etc_ratio(self, lane: LaneKey, ratio: float) -> None:
         self._etc_ratio.child(lane).set(ratio)

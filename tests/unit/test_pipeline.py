@@ -6,6 +6,7 @@ import itertools
 import random
 from collections import defaultdict
 
+import msgspec
 import pytest
 import yaml
 
@@ -30,9 +31,11 @@ def run(network: Network, events: list[Event]) -> Outputs:
         out = pipeline.process(event, now_s=0.0)
         total.estimates += out.estimates
         total.alerts += out.alerts
+        total.corrections += out.corrections
     out = pipeline.finish()
     total.estimates += out.estimates
     total.alerts += out.alerts
+    total.corrections += out.corrections
     return total
 
 
@@ -157,6 +160,41 @@ def test_estimates_equal_estimators_advanced_on_every_event_even_with_late_event
     assert {e.direction for batch in expected for e in batch} == {"entry", "exit"}
     # Event by event: the same estimates, at the same moment.
     assert got == expected
+
+
+def test_a_detector_counting_vehicles_twice_shows_in_the_count_corrections(
+    network: Network,
+) -> None:
+    events = list(
+        generate(
+            network, T0_MS, 3600, TrafficProfile(vehicles_per_hour=900), seed=3, plazas=["URC-E01"]
+        )
+    )
+    faulty: list[Event] = []
+    doubled = 0
+    for k, event in enumerate(events):
+        faulty.append(event)
+        if isinstance(event, ApproachDetection) and event.direction == "entry" and k % 10 == 0:
+            # A lane changer over two loops: a second count half a second later, no plate.
+            twice = msgspec.structs.replace(
+                event, event_id=f"{event.event_id}-twice", ts=event.ts + 500, plate_hash=None
+            )
+            faulty.append(twice)
+            doubled += 1
+
+    corrected: dict[tuple[str, str, str], float] = defaultdict(float)
+    for key, vehicles in run(network, sorted(faulty, key=lambda e: e.ts)).corrections:
+        corrected[key] += vehicles
+    clean: dict[tuple[str, str, str], float] = defaultdict(float)
+    for key, vehicles in run(network, events).corrections:
+        clean[key] += vehicles
+
+    # Nearly every double count is forgotten within the hour, and nothing else is.
+    assert doubled > 50
+    assert 0.9 * doubled <= corrected["URC-E01", "entry", "phantom"] <= doubled
+    assert corrected["URC-E01", "entry", "missed"] <= 1.0
+    assert corrected["URC-E01", "exit", "phantom"] == clean["URC-E01", "exit", "phantom"]
+    assert sum(clean.values()) <= 1.0
 
 
 def test_truck_admissions_wait_for_a_weighing_only_where_an_entry_scale_weighs() -> None:

@@ -82,3 +82,26 @@ def test_the_metrics_page_is_what_prometheus_client_writes_for_the_registry(
     ]
     assert sorted(line for line in page if "_created" not in line) == sorted(expected)
     assert len(page) > 500
+
+
+def test_approaches_with_a_detector_show_their_count_corrections_from_the_first_estimate(
+    network: Network,
+) -> None:
+    metrics = Metrics.create()
+    recorder = MetricsRecorder(metrics)
+    pipeline = Pipeline(network)
+    profile = TrafficProfile(vehicles_per_hour=900)
+    for event in generate(network, START_MS, 120, profile, seed=4, plazas=["URC-W05"]):
+        for estimate in pipeline.process(event, START_MS / 1000).estimates:
+            recorder.estimate(estimate)
+    recorder.correction(("URC-W05", "exit", "phantom"), 2.0)
+    recorder.correction(("URC-W05", "exit", "phantom"), 1.0)
+
+    corrections = {
+        (labels["direction"], labels["kind"]): value
+        for (name, pairs), value in samples(metrics.registry).items()
+        if name == "tollmon_queue_corrections_total"
+        for labels in [dict(pairs)]
+    }
+    # URC-W05's entry has no detector (headway method): nothing to correct there.
+    assert corrections == {("exit", "missed"): 0.0, ("exit", "phantom"): 3.0}
