@@ -17,7 +17,7 @@ from tollmon.eventfiles import InputFormat, RawLine
 from tollmon.grafana import dashboards_app
 from tollmon.kafka_security import KafkaSecurity
 from tollmon.network import Network
-from tollmon.simulate import Surge
+from tollmon.simulate import DetectorFault, Surge
 
 app = typer.Typer(
     name="tollmon",
@@ -66,6 +66,13 @@ def simulate(
         list[str] | None,
         typer.Option(help="PLAZA=FACTOR or PLAZA=FACTOR@START-END (seconds from the start)."),
     ] = None,
+    detector_fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PLAZA=MISSED,DOUBLE: the plaza's approach detectors miss that share of the"
+            " vehicles and count that share twice (e.g. URC-W03=0,0.03)."
+        ),
+    ] = None,
     seed: int = 0,
     speed: Annotated[float, typer.Option(help="Real time x N; 0 = as fast as possible.")] = 1.0,
     out: Annotated[Path | None, typer.Option(help="Write JSONL here instead of Kafka.")] = None,
@@ -79,7 +86,8 @@ def simulate(
 
     network = load_network(network_file)
     surges = tuple(_parse_surge(s) for s in surge or [])
-    profile = TrafficProfile(vehicles_per_hour=rate, surges=surges)
+    faults = tuple(_parse_detector_fault(f) for f in detector_fault or [])
+    profile = TrafficProfile(vehicles_per_hour=rate, surges=surges, detector_faults=faults)
     events = generate(network, int(time.time() * 1000), duration_s, profile, seed, plaza)
     if out is not None:
         count = write_jsonl(events, out)
@@ -203,6 +211,21 @@ def _parse_surge(text: str) -> Surge:
         raise typer.BadParameter(
             f"expected PLAZA=FACTOR or PLAZA=FACTOR@START-END, got {text!r}"
         ) from None
+
+
+def _parse_detector_fault(text: str) -> DetectorFault:
+    plaza_id, _, ratios = text.partition("=")
+    missed, _, double = ratios.partition(",")
+    try:
+        fault = DetectorFault(plaza_id, float(missed), float(double or 0))
+    except ValueError:
+        fault = None
+    shares = (fault.missed_ratio, fault.double_ratio) if fault is not None else (-1.0,)
+    if fault is None or not plaza_id or min(shares) < 0 or sum(shares) > 1:
+        raise typer.BadParameter(
+            f"expected PLAZA=MISSED,DOUBLE, shares from 0 adding up to at most 1, got {text!r}"
+        )
+    return fault
 
 
 def main() -> None:

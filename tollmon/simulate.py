@@ -42,6 +42,21 @@ class Surge:
 
 
 @dataclass(frozen=True)
+class DetectorFault:
+    """An approach detector at a plaza that misses `missed_ratio` of the vehicles and counts
+    `double_ratio` of them twice (a lane changer over two loops: a second count within a
+    second, without a plate)."""
+
+    plaza_id: str
+    missed_ratio: float = 0.0
+    double_ratio: float = 0.0
+    direction: str | None = None  # None: both directions
+
+    def applies(self, plaza_id: str, direction: str) -> bool:
+        return plaza_id == self.plaza_id and self.direction in (None, direction)
+
+
+@dataclass(frozen=True)
 class TrafficProfile:
     """Demand and behaviour knobs; rates are vehicles per hour per approach."""
 
@@ -52,6 +67,7 @@ class TrafficProfile:
     surges: tuple[Surge, ...] = ()
     etc_failure_by_lane: dict[tuple[str, str, str], float] = field(default_factory=dict)
     rate_by_plaza: dict[str, float] = field(default_factory=dict)  # overrides the base rate
+    detector_faults: tuple[DetectorFault, ...] = ()
 
 
 def generate(
@@ -97,6 +113,9 @@ class _ApproachSim:
         self.lane_free_at = {lane.id: 0.0 for lane in approach.lanes}
         detector = approach.detectors[0] if approach.detectors else None
         self.detector = detector
+        self.fault = next(
+            (f for f in profile.detector_faults if f.applies(plaza_id, direction)), None
+        )
         self.free_flow_s = (
             detector.free_flow_s
             if detector is not None and detector.free_flow_s is not None
@@ -135,6 +154,32 @@ class _ApproachSim:
         while pending:
             yield heapq.heappop(pending)
 
+    def _detections(self, ts: int, detector_id: str, plate: str) -> list[tuple[int, int, Event]]:
+        """The vehicle's crossing of the detector: none if missed, two if counted twice."""
+        missed = doubled = False
+        fault = self.fault
+        if fault is not None:
+            u = float(self.rng.random())
+            missed = u < fault.missed_ratio
+            doubled = u >= 1.0 - fault.double_ratio
+        out: list[tuple[int, int, Event]] = []
+        if not missed:
+            out.append((ts, self.stream_no, self._detection(ts, detector_id, plate)))
+        if doubled:
+            twice = ts + int(self.rng.integers(200, 1_500))
+            out.append((twice, self.stream_no, self._detection(twice, detector_id, None)))
+        return out
+
+    def _detection(self, ts: int, detector_id: str, plate: str | None) -> ApproachDetection:
+        return ApproachDetection(
+            event_id=self._next_id("det"),
+            ts=ts,
+            plaza_id=self.plaza_id,
+            direction=self.direction,  # type: ignore[arg-type]  # entry/exit by construction
+            detector_id=detector_id,
+            plate_hash=plate,
+        )
+
     def _vehicle(self, start_ms: int, t: float) -> list[tuple[int, int, Event]]:
         rng = self.rng
         is_truck = rng.random() < self.profile.truck_share
@@ -153,21 +198,7 @@ class _ApproachSim:
         self.lane_free_at[lane.id] = start + service
         out: list[tuple[int, int, Event]] = []
         if self.detector is not None:
-            ts = start_ms + int(t * 1000)
-            out.append(
-                (
-                    ts,
-                    self.stream_no,
-                    ApproachDetection(
-                        event_id=self._next_id("det"),
-                        ts=ts,
-                        plaza_id=self.plaza_id,
-                        direction=self.direction,  # type: ignore[arg-type]  # entry/exit by construction
-                        detector_id=self.detector.id,
-                        plate_hash=plate,
-                    ),
-                )
-            )
+            out += self._detections(start_ms + int(t * 1000), self.detector.id, plate)
         leave_ms = start_ms + int((start + service) * 1000)
         out.append(
             (

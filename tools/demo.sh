@@ -31,8 +31,10 @@ tollmon demo is running
   Alertmanager     http://127.0.0.1:$AM_PORT/#/alerts
   worker log       .run/demo-worker.log
 Grafana runs with docker-compose (see README); here, Prometheus shows the metrics.
-Traffic: all plazas of config/network.yaml, surges at URC-E01 (5-25 min) and URC-W02 (30-45 min). Ctrl-C stops.
+Traffic: all plazas of config/network.yaml, surges at URC-E01 (5-25 min) and URC-W02 (30-45 min);
+URC-W03's detectors count 3 % of vehicles twice (tollmon_queue_corrections_total). Ctrl-C stops.
 ------------------------------------------------------------------
 MSG
 
-$BIN/tollmon simulate --duration "$DURATION" --rate 700 --surge URC-E01=6@300-1500 --surge URC-W02=4@1800-2700 --speed 1
+$BIN/tollmon simulate --duration "$DURATION" --rate 700 --surge URC-E01=6@300-1500 --surge URC-W02=4@1800-2700 \
+    --detector-fault URC-W03=0,0.03 --speed 1
