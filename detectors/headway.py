@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 from mypy_extensions import mypyc_attr
@@ -75,7 +76,7 @@ class LaneServiceWindow:
         self.last_queued = False
         # The latest spells in which the lane was seen free with nobody pulling up to it, from
         # a departure to the next service start less a move-up: start, end, start, end, ...
-        self._idle_spells: list[int] = []
+        self._idle_spells = array("q")
 
     def service_estimate_s(self, ts_ms: int, typical_s: float) -> float:
         """The service time of a departure at ts_ms when the lane did not report it."""
