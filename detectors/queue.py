@@ -627,13 +627,14 @@ class ApproachEstimator:
         than the lookback is not in use and constrains nothing. Moments before missed
         detections were last put back are not read: the count then would include them.
         """
-        oldest = max(b - IDLE_MOMENT_LOOKBACK_MS, self._missed_found_ms)
+        in_use_since = b - IDLE_MOMENT_LOOKBACK_MS
+        oldest = max(in_use_since, self._missed_found_ms)
         windows = []
         for lane, is_open in self._lane_open.items():
             if is_open:
                 window = self._lane_windows[lane]
                 last = window.last_departure_ms
-                if last is not None and last >= oldest:
+                if last is not None and last >= in_use_since:
                     windows.append(window)
         if not windows:
             return None

@@ -146,8 +146,9 @@ def evaluate(
                 config.thresholds,
                 len(scenario.layout.booths),
                 free_flow_until_s,
+                seen,
             )
-            for t in (truth, truth_detector)
+            for t, seen in ((truth, truth_detector), (truth_detector, None))
         ]
         split = hidden_split(run.estimates, truth, truth_detector)
         results.append(VariantResult(variant, run, scored[0], scored[1], split))

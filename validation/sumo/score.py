@@ -109,6 +109,11 @@ class Scores:
     false_alerts: int
     free_flow_alerts: int
     spillback_outputs: int
+    # Against the held onset of the true level with spillback in it (SPEC §4.1: level 3
+    # once the queue reaches the detector, here once a vehicle is delayed before reaching
+    # it); None where the truth does not say where the detector is. Reported, not a bar.
+    true_sustained_onset_spillback_s: float | None = None
+    onset_delay_spillback_s: float | None = None
 
     def meets(self, targets: Targets) -> bool:
         """Whether every §7 target holds."""
@@ -162,8 +167,13 @@ def score(
     thresholds: CongestionThresholds,
     open_lanes: int,
     free_flow_until_s: float,
+    seen: Truth | None = None,
 ) -> Scores:
-    """MAE of queue and wait on the 5 s outputs, alert onset delay and false alerts."""
+    """MAE of queue and wait on the 5 s outputs, alert onset delay and false alerts.
+
+    `seen`, the truth timed from the detector, tells where vehicles were delayed before
+    reaching it: the true spillback, for the onset of the level with spillback in it.
+    """
     t = np.array([sim_seconds(e.ts) for e in estimates])
     queue = np.array([e.queue_veh for e in estimates])
     wait = np.array([e.wait_s for e in estimates])
@@ -176,6 +186,11 @@ def score(
     onset = true_episodes[0][0] if true_episodes else None
     hold_s = thresholds.congestion_raise_hold_s
     sustained = next((s for s, e in true_episodes if e - s >= hold_s), None)
+    sustained_spillback = None
+    if seen is not None:
+        spilled = truth.queue_veh(fine) - seen.queue_veh(fine) >= 1
+        episodes = _episodes(congested | spilled, fine)
+        sustained_spillback = next((s for s, e in episodes if e - s >= hold_s), None)
     coarse_congested = truth.levels(t, open_lanes, thresholds) >= 2
     firing = [a for a in alerts if a.status == "firing" and a.kind == "QUEUE_CONGESTION"]
     first_by_id: dict[str, Alert] = {}
@@ -216,6 +231,12 @@ def score(
             1 for a in first_by_id.values() if a.started_at < ms(free_flow_until_s)
         ),
         spillback_outputs=sum(1 for e in estimates if e.spillback),
+        true_sustained_onset_spillback_s=sustained_spillback,
+        onset_delay_spillback_s=(
+            None
+            if sustained_spillback is None or started is None
+            else started - sustained_spillback
+        ),
     )
 
 
