@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 from collections import defaultdict
+from dataclasses import replace
 
-import msgspec
 import pytest
 import yaml
 
@@ -17,7 +17,7 @@ from tollmon import checkpoint
 from tollmon.events import ApproachDetection, Event, LaneTransaction, event_type
 from tollmon.network import Network, parse_network
 from tollmon.pipeline import Outputs, Pipeline, PipelineConfig, PlazaState
-from tollmon.simulate import TrafficProfile, generate
+from tollmon.simulate import DetectorFault, TrafficProfile, generate
 from tollmon.wiring import approach_configs
 
 T0_MS = 1_764_300_000_000
@@ -165,25 +165,24 @@ def test_estimates_equal_estimators_advanced_on_every_event_even_with_late_event
 def test_a_detector_counting_vehicles_twice_shows_in_the_count_corrections(
     network: Network,
 ) -> None:
-    events = list(
+    profile = TrafficProfile(vehicles_per_hour=900)
+    events = list(generate(network, T0_MS, 3600, profile, seed=3, plazas=["URC-E01"]))
+    # Lane changers over two loops: a second count within a second, without a plate.
+    fault = DetectorFault("URC-E01", double_ratio=0.10, direction="entry")
+    faulty = list(
         generate(
-            network, T0_MS, 3600, TrafficProfile(vehicles_per_hour=900), seed=3, plazas=["URC-E01"]
+            network,
+            T0_MS,
+            3600,
+            replace(profile, detector_faults=(fault,)),
+            seed=3,
+            plazas=["URC-E01"],
         )
     )
-    faulty: list[Event] = []
-    doubled = 0
-    for k, event in enumerate(events):
-        faulty.append(event)
-        if isinstance(event, ApproachDetection) and event.direction == "entry" and k % 10 == 0:
-            # A lane changer over two loops: a second count half a second later, no plate.
-            twice = msgspec.structs.replace(
-                event, event_id=f"{event.event_id}-twice", ts=event.ts + 500, plate_hash=None
-            )
-            faulty.append(twice)
-            doubled += 1
+    doubled = sum(1 for e in faulty if isinstance(e, ApproachDetection) and e.plate_hash is None)
 
     corrected: dict[tuple[str, str, str], float] = defaultdict(float)
-    for key, vehicles in run(network, sorted(faulty, key=lambda e: e.ts)).corrections:
+    for key, vehicles in run(network, faulty).corrections:
         corrected[key] += vehicles
     clean: dict[tuple[str, str, str], float] = defaultdict(float)
     for key, vehicles in run(network, events).corrections:
