@@ -9,7 +9,8 @@ event time (at most every 10 s of wall time), to a compacted topic of one partit
 parts like the detector checkpoints. The next owner of the pairs restores the newest
 complete checkpoint before its first pair and assesses the pairs between it and where
 its group's commit resumes (their outputs were published by the owner before; only the
-window is rebuilt), then publishes the restored biases and firing alerts again.
+window is rebuilt), then publishes the restored biases and firing alerts again. Pairs
+given back to the worker where it left them need nothing: its window is current.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class BiasCheckpoints:
         self._clock = clock
         self._restored = False
         self._covered_offset = -1
+        # The last pair this worker's assessor took in, restored or assessed (-1: none).
+        self._assessed_through = -1
         self._saved_event_ms: int | None = None
         self._saved_at_s = float("-inf")
 
@@ -80,6 +83,10 @@ class BiasCheckpoints:
         if self._restored:
             return None
         self._restored = True
+        if self._assessed_through >= 0 and offset == self._assessed_through + 1:
+            # The pairs came back to this worker where it left them (a rebalance that moved
+            # nothing): its assessor is current, and what it published still stands.
+            return None
         try:
             self._covered_offset = await self._restore(assessor, offset)
         except (KafkaError, OSError) as exc:
@@ -88,6 +95,7 @@ class BiasCheckpoints:
             self._covered_offset = -1
         if self._covered_offset < 0:
             return None
+        self._assessed_through = self._covered_offset
         return PairOutputs(alerts=assessor.estimator.firing(), biases=assessor.biases())
 
     def covers(self, offset: int) -> bool:
@@ -96,6 +104,7 @@ class BiasCheckpoints:
 
     async def after(self, assessor: PairAssessor, offset: int, event_ms: int) -> None:
         """Save the assessor if it is time, having assessed the pair at `offset`."""
+        self._assessed_through = offset
         saved = self._saved_event_ms
         now_s = self._clock()
         if saved is None:  # the first pair here: the window, or what was restored
