@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.headway import MAX_HEADWAY_UTILISATION, mg1_queue
+from detectors.headway import MAX_HEADWAY_UTILISATION, LaneServiceWindow, mg1_queue
 from tests.unit.queue_timeline import Lanes, QueueEvent, approach, departure, replay
 
 
@@ -84,3 +84,36 @@ def test_gaps_longer_than_a_move_up_are_idle_time() -> None:
     assert estimates[-1].queue_veh < 1.0
     assert all(e.level == 0 for e in estimates)
     assert alerts == []
+
+
+def test_a_lane_is_known_free_between_a_departure_and_the_next_start_less_a_move_up() -> None:
+    window = LaneServiceWindow(120.0)
+    window.add(10_000, 4.0)  # the first departure: nothing known before it
+    window.add(30_000, 4.0)  # service began at 26 s: free from 10 s to 21 s
+    window.add(36_000, 5.0)  # began at 31 s, 1 s after the last left: queued, no spell
+    window.add(60_000, 4.0, measured=False)  # an estimated service: start uncertain by 4 s
+
+    assert window.idle_at_or_before(9_000) == -1
+    assert [window.idle_at_or_before(t) for t in (15_000, 25_000, 33_000)] == [
+        15_000,
+        21_000,
+        21_000,
+    ]
+    assert window.idle_since(15_000) == 10_000
+    assert window.idle_since(25_000) == -1
+    # 60 s less 4 s of service, 5 s of move-up and 4 s of doubt about the start.
+    assert window.idle_at_or_before(60_000) == 47_000
+    assert window.idle_since(47_000) == 36_000
+
+
+def test_idle_spells_older_than_the_horizon_are_forgotten() -> None:
+    window = LaneServiceWindow(120.0)
+    for k in range(40):
+        window.add(20_000 * k, 4.0)  # free from each departure to 9 s before the next
+
+    # The latest spell ends 9 s before the last departure (780 s); spells ending more than
+    # the 300 s horizon before it (before 480 s) are gone: the one from 460 s to 471 s.
+    assert window.idle_at_or_before(780_000) == 771_000
+    assert window.idle_since(485_000) == 480_000
+    assert window.idle_at_or_before(479_000) == -1
+    assert window.idle_since(465_000) == -1
