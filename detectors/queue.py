@@ -109,6 +109,9 @@ IDLE_MOMENT_LOOKBACK_MS = IDLE_SPELL_HORIZON_MS
 # The spread of free-flow times (of τ, at least this): a vehicle due that recently may still be
 # on its way to the barrier, so a free moment proves nothing about it.
 IDLE_MOMENT_SPREAD_MIN_MS = 5_000
+# What the detector's count is corrected for: vehicles it missed, and vehicles it counted that
+# were never there.
+CORRECTION_KINDS = ("missed", "phantom")
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
 LANE_WINDOW_MS = 120_000
 
@@ -288,10 +291,17 @@ class ApproachEstimator:
         self._out_alerts = []
         return out
 
-    def take_corrections(self) -> tuple[float, float]:
-        """Vehicles put back into the count (missed by the detector) and forgotten from it
-        (counted, never there) since the last call: how far the detector is off."""
-        taken = (self._missed_new, self._phantoms_new)
+    def take_corrections(self) -> list[tuple[str, float]]:
+        """Per kind of `CORRECTION_KINDS`, the vehicles put back into the count (missed by
+        the detector) and forgotten from it (counted, never there) since the last call, where
+        any: how far the detector is off."""
+        taken = [
+            (kind, vehicles)
+            for kind, vehicles in zip(
+                CORRECTION_KINDS, (self._missed_new, self._phantoms_new), strict=True
+            )
+            if vehicles
+        ]
         self._missed_new = 0.0
         self._phantoms_new = 0.0
         return taken

@@ -233,17 +233,9 @@ class Pipeline:
             emitted = estimator.advance(ts_ms)
             out.alerts.extend(emitted.alerts)
             if emitted.estimates:
-                missed, phantoms = estimator.take_corrections()
-                if missed or phantoms:
-                    config = estimator.config
-                    if missed:
-                        out.corrections.append(
-                            ((config.plaza_id, config.direction, "missed"), missed)
-                        )
-                    if phantoms:
-                        out.corrections.append(
-                            ((config.plaza_id, config.direction, "phantom"), phantoms)
-                        )
+                config = estimator.config
+                for kind, vehicles in estimator.take_corrections():
+                    out.corrections.append(((config.plaza_id, config.direction, kind), vehicles))
             for estimate in emitted.estimates:
                 out.estimates.append(estimate)
                 # A lane idle while its approach merely trickles is normal (an MTC

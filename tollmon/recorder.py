@@ -7,13 +7,11 @@ from typing import Any
 
 from detectors.alerts import Alert
 from detectors.etc_health import LaneKey
-from detectors.queue import QueueEstimate
+from detectors.queue import CORRECTION_KINDS, QueueEstimate
 from detectors.scales import ScaleBiasEstimate
 from tollmon.alerting import ONE_SHOT_KINDS
 from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
 from tollmon.metrics import Metrics
-
-CORRECTION_KINDS = ("missed", "phantom")
 
 
 class _Children:
