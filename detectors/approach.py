@@ -65,6 +65,19 @@ class ServiceTimes:
 
 @mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
+class UpstreamDetector:
+    """A detector (or a cross-section of lane detectors) farther from the barriers than the
+    approach's counting one: it sees the queue that spills back past that one."""
+
+    detector_ids: frozenset[str]
+    distance_m: float
+    free_flow_s: float | None = None
+    # Road lanes the queue stands in where it passes this detector; None: as at the near one.
+    queue_lanes: int | None = None
+
+
+@mypyc_attr(native_class=False)
+@dataclass(frozen=True, slots=True)
 class ApproachConfig:
     """What the estimator needs to know about one plaza direction."""
 
@@ -83,6 +96,10 @@ class ApproachConfig:
     approach_speed_mps: float = 8.0
     # No departure and no arrival due for this long means the approach is empty.
     empty_after_s: float = 60.0
+    # Detections of these detectors go to `upstream`; all others of the approach are counted.
+    upstream: UpstreamDetector | None = None
+    # Detectors between the two, configured and validated, whose detections are not used.
+    unused_detector_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         problems = []
@@ -96,6 +113,14 @@ class ApproachConfig:
             problems.append("queue_lanes: must be at least 1")
         if self.approach_speed_mps <= 0 or self.empty_after_s <= 0:
             problems.append("approach_speed_mps and empty_after_s: must be positive")
+        up = self.upstream
+        if up is not None:
+            if self.distance_m is None or up.distance_m <= self.distance_m:
+                problems.append("upstream.distance_m: must be farther than the counting detector")
+            if up.free_flow_s is not None and up.free_flow_s <= 0:
+                problems.append("upstream.free_flow_s: must be positive")
+            if up.queue_lanes is not None and up.queue_lanes < 1:
+                problems.append("upstream.queue_lanes: must be at least 1")
         if problems:
             raise ValueError(f"{self.subject}: " + "; ".join(problems))
 

@@ -30,7 +30,12 @@ from typing import NamedTuple
 from mypy_extensions import mypyc_attr
 
 from detectors.alerts import Alert, EvidenceValue
-from detectors.approach import ApproachConfig, LaneType, ServiceTimes, VehicleLengths
+from detectors.approach import (
+    ApproachConfig,
+    LaneType,
+    ServiceTimes,
+    VehicleLengths,
+)
 from detectors.congestion import (
     CongestionHysteresis,
     CongestionThresholds,
@@ -43,6 +48,7 @@ from detectors.estimates import Method, QueueEstimate
 from detectors.headway import IDLE_SPELL_HORIZON_MS, LaneLoad, LaneServiceWindow, headway_queue
 from detectors.series import TimedSeries
 from detectors.spillback import Spillback
+from detectors.upstream import UpstreamCount
 from tollmon.events import (
     ApproachDetection,
     LaneState,
@@ -114,6 +120,9 @@ IDLE_MOMENT_SPREAD_MIN_MS = 5_000
 CORRECTION_KINDS = ("missed", "phantom")
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
 LANE_WINDOW_MS = 120_000
+# A counted queue under this share of the near detector's reach leaves the road between it and
+# a detector farther upstream free of queue: their counts then calibrate against each other.
+UPSTREAM_CLEAR_SHARE = 0.5
 
 
 class Emitted(NamedTuple):
@@ -137,6 +146,15 @@ def _next_boundary(ts_ms: int) -> int:
 
 
 LANE_TYPES: tuple[LaneType, ...] = ("ETC", "MTC", "MIXED")
+
+
+def _upstream_count(config: ApproachConfig) -> tuple[UpstreamCount | None, frozenset[str]]:
+    up = config.upstream
+    if up is None:
+        return None, frozenset()
+    # Without a surveyed free_flow_s, τ follows the near detector's (`_behind_near_detector`).
+    tau_ms = round(up.free_flow_s * 1000) if up.free_flow_s is not None else 0
+    return UpstreamCount(tau_ms, COUNTS_LOOKBACK_MS / 1000), up.detector_ids
 
 
 def plate_key(plate_hash: str) -> int:
@@ -201,6 +219,10 @@ class ApproachEstimator:
         self._mean_length_m = config.vehicle_lengths.passenger_m
         self._class_length: dict[str, float] = {}
         self._spill = Spillback(BOUNDARY_MS)
+        # A detector farther upstream, and the queue past it, extrapolated as past a lone one.
+        self._upstream, self._upstream_ids = _upstream_count(config)
+        self._spill_up = Spillback(BOUNDARY_MS)
+        self._unused_ids = config.unused_detector_ids
         self._saturated_since: int | None = None
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
@@ -223,7 +245,11 @@ class ApproachEstimator:
     def observe(self, event: ApproachDetection | LaneTransaction | LaneStatus) -> None:
         """Feed one event of this approach (any of the three kinds)."""
         if isinstance(event, ApproachDetection):
-            self.on_arrival(event.ts, event.count, event.plate_hash)
+            detector_id = event.detector_id
+            if detector_id in self._upstream_ids:
+                self.on_upstream_arrival(event.ts, event.count)
+            elif detector_id not in self._unused_ids:
+                self.on_arrival(event.ts, event.count, event.plate_hash)
         elif isinstance(event, LaneTransaction):
             self.on_departure(
                 event.ts,
@@ -253,6 +279,12 @@ class ApproachEstimator:
         self._plated.add(ts_ms)
         self._plates[plate] = ts_ms
         self._plate_order.append(ts_ms, plate)
+
+    def on_upstream_arrival(self, ts_ms: int, count: int = 1) -> None:
+        """Vehicles crossing the detector farther upstream (`config.upstream`)."""
+        self._close_before(ts_ms)
+        if self._upstream is not None:
+            self._upstream.on_arrival(ts_ms, count)
 
     def on_departure(
         self,
@@ -377,6 +409,8 @@ class ApproachEstimator:
         lookback_ms = self._counts_lookback_ms()
         self._arrivals.prune(b, lookback_ms)
         self._departures.prune(b, lookback_ms)
+        if self._upstream is not None:
+            self._upstream.prune(b, lookback_ms)
         horizon = b - WAIT_WINDOW_MS
         delays, types = self._delays.columns
         for i in self._delays.drop_through(horizon):
@@ -790,24 +824,70 @@ class ApproachEstimator:
         distance = self.config.distance_m
         if distance is None or method != "input_output":
             spill.end()
+            self._spill_up.end()
             lanes = self.config.queue_lanes or max(open_lanes, 1)
             return queue_veh, queue_veh * self._mean_length_m / lanes, 0.0
         stand_lanes = self._standing_lanes(open_lanes)
         reach_veh = distance * stand_lanes / self._mean_length_m
-        first_ms = self._first_ms or b
-        spill.update(
-            b, queue_veh, reach_veh, open_lanes, self._arrivals, self._departures, first_ms
-        )
+        counted_veh = queue_veh
+        hidden_veh = 0.0  # queued upstream of the detector, where its count cannot see
+        behind = self._behind_near_detector(b, counted_veh, reach_veh)
+        if behind is not None:
+            spill.update_measured(b, counted_veh, reach_veh, behind)
+            if spill.active:
+                queue_veh = self._beyond_far_detector(b, counted_veh + behind, open_lanes)
+                hidden_veh = queue_veh - counted_veh
+                spill.hidden_veh = hidden_veh  # for the alert's evidence
+        else:
+            self._spill_up.end()
+            first_ms = self._first_ms or b
+            spill.update(
+                b, counted_veh, reach_veh, open_lanes, self._arrivals, self._departures, first_ms
+            )
+            if spill.active:
+                # The detector sits in the queue and undercounts it: it is at least that long,
+                # plus what the demand seen before the spillback has piled up behind it since.
+                queue_veh = max(counted_veh, reach_veh) + spill.hidden_veh
+                hidden_veh = spill.hidden_veh
         hidden_wait_s = 0.0
-        if spill.active:
-            # The detector sits in the queue and undercounts it: it is at least that long,
-            # plus what the demand seen before the spillback has piled up behind it since.
-            queue_veh = max(queue_veh, reach_veh) + spill.hidden_veh
+        if hidden_veh > 0:
             departures_per_s = self._departures_per_s(b)
             if departures_per_s > 0:
-                hidden_wait_s = spill.hidden_veh / departures_per_s
+                hidden_wait_s = hidden_veh / departures_per_s
         queue_m = queue_veh * self._mean_length_m / stand_lanes
         return queue_veh, queue_m, hidden_wait_s
+
+    def _behind_near_detector(self, b: int, counted_veh: float, reach_veh: float) -> float | None:
+        """The vehicles queued upstream of the counting detector, measured by the one farther
+        upstream; None without one that can tell."""
+        up = self._upstream
+        if up is None:
+            return None
+        far = self.config.upstream
+        if far is not None and far.free_flow_s is None:
+            # Follows the near detector's τ as it is learned: the stretch between the two
+            # at the approach speed, beyond it.
+            gap_m = far.distance_m - (self.config.distance_m or 0.0)
+            up.tau_ms = self._tau_ms + round(gap_m / self.config.approach_speed_mps * 1000)
+        clear = not self._spill.active and counted_veh < UPSTREAM_CLEAR_SHARE * reach_veh
+        return up.behind(b, self._arrivals, self._tau_ms, clear)
+
+    def _beyond_far_detector(self, b: int, measured_veh: float, open_lanes: int) -> float:
+        """The queue measured up to the far detector, and past it once it reaches that one too."""
+        up = self._upstream
+        far = self.config.upstream
+        if up is None or far is None:
+            return measured_veh
+        lanes = far.queue_lanes or self.config.queue_lanes or max(open_lanes, 1)
+        reach_veh = far.distance_m * lanes / self._mean_length_m
+        spill_up = self._spill_up
+        first_ms = self._first_ms or b
+        spill_up.update(
+            b, measured_veh, reach_veh, open_lanes, up.crossed, self._departures, first_ms
+        )
+        if spill_up.active:
+            return max(measured_veh, reach_veh) + spill_up.hidden_veh
+        return measured_veh
 
     def _standing_lanes(self, open_lanes: int) -> float:
         """Approach lanes over which the queue's length spreads, for its length in metres."""

@@ -27,6 +27,9 @@ SPILL_DECAY_MIN_MS = 60_000
 SPILL_DECAY_MAX_MS = 900_000
 # Detector flow below this share of the departures means the detector is no longer in the queue.
 SPILL_FLOW_RATIO = 0.8
+# Measured by a detector farther upstream, this many vehicles queued behind the counting one
+# start a spillback: fewer can be vehicles a little slower than free flow between the two.
+MEASURED_START_VEH = 3.0
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
@@ -72,6 +75,19 @@ class Spillback:
             self.end()
         if self.active:
             self._grow(b, counted_veh, crossed, served)
+
+    def update_measured(
+        self, b: int, counted_veh: float, reach_veh: float, behind_veh: float
+    ) -> None:
+        """Start or end the episode at the output for boundary `b`, with the vehicles queued
+        behind the detector measured (`behind_veh`, by a detector farther upstream) rather
+        than extrapolated."""
+        if not self.active and (counted_veh >= reach_veh or behind_veh >= MEASURED_START_VEH):
+            self.active = True
+            self._started_ms = b
+        elif self.active and counted_veh < SPILLBACK_CLEAR_RATIO * reach_veh and behind_veh < 1:
+            self.end()
+        self.hidden_veh = behind_veh if self.active else 0.0
 
     def end(self) -> None:
         """No spillback (or no detector for one)."""

@@ -39,6 +39,7 @@ COMPILED = (
     "detectors/series.py",
     "detectors/spillback.py",
     "detectors/stall.py",
+    "detectors/upstream.py",
     "tollmon/dedup.py",
     "tollmon/ingest.py",
     "tollmon/pipeline.py",

@@ -40,14 +40,16 @@ def approach(
     )
 
 
-def arrival(seconds: float, count: int = 1, plate: str | None = None) -> ApproachDetection:
-    """Vehicles crossing the approach detector at a scenario time."""
+def arrival(
+    seconds: float, count: int = 1, plate: str | None = None, detector: str = "D1"
+) -> ApproachDetection:
+    """Vehicles crossing an approach detector (the counting one, D1) at a scenario time."""
     return ApproachDetection(
         event_id=f"a{next(_ids)}",
         ts=at(seconds),
         plaza_id=PLAZA,
         direction="entry",
-        detector_id="D1",
+        detector_id=detector,
         count=count,
         plate_hash=plate,
     )

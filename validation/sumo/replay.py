@@ -16,6 +16,7 @@ from detectors.congestion import CongestionThresholds
 from detectors.queue import ApproachConfig, ApproachEstimator, QueueEstimate, VehicleLengths
 from tollmon.events import ApproachDetection, Direction, LaneTransaction
 from tollmon.network import Network, parse_network
+from tollmon.wiring import detector_setup
 from validation.sumo.scenario import Layout
 from validation.sumo.simulate import VehicleRecord
 
@@ -83,15 +84,17 @@ def approach_config(network: Network, plaza_id: str = PLAZA_ID) -> ApproachConfi
     if plaza is None or approach is None:
         raise KeyError(f"{plaza_id}/{DIRECTION} is not in the network")
     thresholds = network.thresholds_for(plaza_id)
-    detector = approach.detectors[0] if approach.detectors else None
+    setup = detector_setup(approach.detectors)
     lengths = network.defaults.vehicle_length_m
     return ApproachConfig(
         plaza_id=plaza_id,
         direction=DIRECTION,
         lanes=tuple((lane.id, lane.type) for lane in approach.lanes),
-        distance_m=detector.distance_m if detector is not None else None,
-        free_flow_s=detector.free_flow_s if detector is not None else None,
-        queue_lanes=detector.approach_lanes if detector is not None else None,
+        distance_m=setup.distance_m,
+        free_flow_s=setup.free_flow_s,
+        queue_lanes=setup.queue_lanes,
+        upstream=setup.upstream,
+        unused_detector_ids=setup.unused_detector_ids,
         vehicle_lengths=VehicleLengths.from_letters({"K": lengths.K, "H": lengths.H}),
         thresholds=CongestionThresholds(
             **{f.name: getattr(thresholds, f.name) for f in fields(CongestionThresholds)}
