@@ -521,7 +521,7 @@ class ApproachEstimator:
                 while self._matched_max and self._matched_max[-1][1] <= delay_ms:
                     self._matched_max.pop()
                 self._matched_max.append((start_ms, delay_ms))
-                return delay_ms
+                return delay_ms + self._delay_behind_ms(detected_ms)
         # Without a match the vehicle is paired with the oldest unplated detection still
         # waiting: first come, first served among the vehicles whose plates were not read.
         arrived_ms = self._unplated.time_of(self._unplated_next)
@@ -530,7 +530,15 @@ class ApproachEstimator:
             return 0
         if self.config.free_flow_s is None:
             self._learn_tau_from_isolated_pair(start_ms)
-        return max(start_ms - arrived_ms - self._tau_ms, 0)
+        return max(start_ms - arrived_ms - self._tau_ms, 0) + self._delay_behind_ms(arrived_ms)
+
+    def _delay_behind_ms(self, detected_ms: int) -> int:
+        """The part of a vehicle's delay spent queued upstream of the detector, measured by the
+        detector farther upstream while the queue spilled back past this one."""
+        up = self._upstream
+        if up is None or not self._spill.measured_during(detected_ms, WAIT_WINDOW_MS):
+            return 0
+        return up.delay_behind_ms(detected_ms, self._arrivals, self._tau_ms)
 
     def _ghost_age_ms(self) -> int:
         # Generous: waits grow during a surge, and manual lanes keep some far longer.
@@ -836,8 +844,10 @@ class ApproachEstimator:
             spill.update_measured(b, counted_veh, reach_veh, behind)
             if spill.active:
                 queue_veh = self._beyond_far_detector(b, counted_veh + behind, open_lanes)
-                hidden_veh = queue_veh - counted_veh
-                spill.hidden_veh = hidden_veh  # for the alert's evidence
+                spill.hidden_veh = queue_veh - counted_veh  # for the alert's evidence
+                # Each departure's wait holds its time behind this detector, measured; only
+                # what stands past the far one too is, as with a lone detector, extrapolated.
+                hidden_veh = queue_veh - counted_veh - behind
         else:
             self._spill_up.end()
             first_ms = self._first_ms or b

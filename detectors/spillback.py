@@ -43,6 +43,8 @@ class Spillback:
         # The last output at which the counted queue was under a vehicle per open lane.
         self._short_at: int | None = None
         self._started_ms = 0
+        # When the last episode measured by a detector upstream ended; None while it lasts.
+        self._measured_until: int | None = None
         self._demand_per_ms = 0.0
         self._decay_ms = float(SPILL_DECAY_MIN_MS)
 
@@ -85,9 +87,20 @@ class Spillback:
         if not self.active and (counted_veh >= reach_veh or behind_veh >= MEASURED_START_VEH):
             self.active = True
             self._started_ms = b
+            self._measured_until = None
         elif self.active and counted_veh < SPILLBACK_CLEAR_RATIO * reach_veh and behind_veh < 1:
             self.end()
+            self._measured_until = b
         self.hidden_veh = behind_veh if self.active else 0.0
+
+    def measured_during(self, ts_ms: int, lead_ms: int) -> bool:
+        """Whether ts_ms falls in the latest episode measured from upstream, from `lead_ms`
+        before its start (it starts once a few vehicles are behind the detector)."""
+        if ts_ms < self._started_ms - lead_ms:
+            return False
+        if self.active:
+            return True
+        return self._measured_until is not None and ts_ms <= self._measured_until
 
     def end(self) -> None:
         """No spillback (or no detector for one)."""

@@ -64,6 +64,17 @@ class UpstreamCount:
             return None
         return max(difference - self.calibration, 0.0)
 
+    def delay_behind_ms(self, detected_ms: int, near: CumulativeCurve, near_tau_ms: int) -> int:
+        """How long the vehicle the near detector counted at `detected_ms` was queued behind it:
+        from when it was due there (at free flow from its crossing of the far detector, the
+        same vehicle by count once calibrated) to when it crossed."""
+        if self.calibration is None:
+            return 0
+        far_ms = self.crossed.time_of(near.count_at(detected_ms) + round(self.calibration))
+        if far_ms is None:
+            return 0
+        return max(detected_ms - (far_ms + self.tau_ms - near_tau_ms), 0)
+
     def _learn(self, b: int, difference: int) -> None:
         samples = self._samples
         samples.append((b, difference))

@@ -47,6 +47,8 @@ class Variant:
     # Overrides the configured approach lanes; 0 leaves them unset.
     queue_lanes: int | None = None
     faults: DetectorFaults = NO_FAULTS
+    # A second counting loop farther upstream (D2), surveyed like the first.
+    with_upstream: bool = False
 
 
 # A loop detector's usual errors, one way at a time (both at once would partly cancel): a lane
@@ -83,6 +85,17 @@ VARIANTS: tuple[Variant, ...] = (
         "as no_plates, the detector missing 3 % of vehicles",
         plate_read_ratio=0.0,
         faults=MISSED,
+    ),
+    Variant(
+        "upstream_loop",
+        "as input_output, plus a counting loop 250 m farther upstream (no plates)",
+        with_upstream=True,
+    ),
+    Variant(
+        "upstream_loop_no_plates",
+        "as no_plates, plus the counting loop 250 m farther upstream",
+        plate_read_ratio=0.0,
+        with_upstream=True,
     ),
 )
 
@@ -126,7 +139,9 @@ def evaluate(
     results = []
     for variant in variants:
         tau = free_flow.detector_mean_s() if variant.configured_tau else None
-        config = approach_config(build_network(scenario.layout, tau, variant.with_detector))
+        upstream_tau = free_flow.upstream_mean_s() if variant.with_upstream else None
+        network = build_network(scenario.layout, tau, variant.with_detector, upstream_tau)
+        config = approach_config(network)
         if variant.queue_lanes is not None:
             config = replace(config, queue_lanes=variant.queue_lanes or None)
         read_ratio = (
@@ -135,7 +150,12 @@ def evaluate(
             else variant.plate_read_ratio
         )
         events = to_events(
-            simulation.records, scenario.seed, read_ratio, variant.with_detector, variant.faults
+            simulation.records,
+            scenario.seed,
+            read_ratio,
+            variant.with_detector,
+            variant.faults,
+            variant.with_upstream,
         )
         run = run_estimator(config, events, end_ms)
         scored = [

@@ -23,6 +23,7 @@ from validation.sumo.simulate import VehicleRecord
 PLAZA_ID = "SIM-P01"
 DIRECTION: Direction = "entry"
 DETECTOR_ID = "SIM-P01-EN-D1"
+UPSTREAM_DETECTOR_ID = "SIM-P01-EN-D2"
 # Simulation second 0 is 08:00 local time (UTC+8) on a Monday morning.
 T0_MS = int(datetime(2026, 3, 2, 0, 0, tzinfo=UTC).timestamp() * 1000)
 # Plates are hashed as the adapter would; this key only has to be fixed, not secret.
@@ -47,16 +48,25 @@ def plate_hash(vehicle_id: str) -> str:
 
 
 def network_dict(
-    layout: Layout, free_flow_s: float | None, with_detector: bool = True
+    layout: Layout,
+    free_flow_s: float | None,
+    with_detector: bool = True,
+    upstream_free_flow_s: float | None = None,
 ) -> dict[str, Any]:
-    """The plaza as a network config (SPEC §3): its lanes, optionally the approach detector."""
-    detector: dict[str, Any] = {
-        "id": DETECTOR_ID,
-        "distance_m": layout.detector_distance_m,
-        "approach_lanes": layout.approach_lanes,
-    }
-    if free_flow_s is not None:
-        detector["free_flow_s"] = round(free_flow_s, 1)
+    """The plaza as a network config (SPEC §3): its lanes, optionally the approach detector,
+    and the second loop farther upstream where its free-flow time is given."""
+    detectors = [
+        _detector(DETECTOR_ID, layout.detector_distance_m, layout.approach_lanes, free_flow_s)
+    ]
+    if upstream_free_flow_s is not None:
+        detectors.append(
+            _detector(
+                UPSTREAM_DETECTOR_ID,
+                layout.upstream_detector_m,
+                layout.approach_lanes,
+                upstream_free_flow_s,
+            )
+        )
     return {
         "defaults": {"vehicle_length_m": {"K": 7.5, "H": 15.0, "Z": 12.0}},
         "plazas": [
@@ -69,12 +79,25 @@ def network_dict(
                 "directions": {
                     DIRECTION: {
                         "lanes": [{"id": b.lane_id, "type": b.kind} for b in layout.booths],
-                        "detectors": [detector] if with_detector else [],
+                        "detectors": detectors if with_detector else [],
                     }
                 },
             }
         ],
     }
+
+
+def _detector(
+    detector_id: str, distance_m: float, approach_lanes: int, free_flow_s: float | None
+) -> dict[str, Any]:
+    detector: dict[str, Any] = {
+        "id": detector_id,
+        "distance_m": distance_m,
+        "approach_lanes": approach_lanes,
+    }
+    if free_flow_s is not None:
+        detector["free_flow_s"] = round(free_flow_s, 1)
+    return detector
 
 
 def approach_config(network: Network, plaza_id: str = PLAZA_ID) -> ApproachConfig:
@@ -120,9 +143,11 @@ def to_events(
     plate_read_ratio: float,
     with_detector: bool,
     faults: DetectorFaults = NO_FAULTS,
+    with_upstream: bool = False,
 ) -> list[QueueEvent]:
     """One lane_transaction per served vehicle and one approach_detection per crossing of D1,
-    less the missed ones and plus the double counts of `faults`."""
+    less the missed ones and plus the double counts of `faults`; with `with_upstream`, one
+    per crossing of D2 too (a counting loop: no plates, no faults)."""
     rng = np.random.default_rng(seed + 1)
     faulty = np.random.default_rng(seed + 2)
     events: list[QueueEvent] = []
@@ -153,6 +178,16 @@ def to_events(
                         detector_id=DETECTOR_ID,
                     )
                 )
+        if with_upstream:
+            events.append(
+                ApproachDetection(
+                    event_id=f"up-{seed}-{trip.vehicle_id}",
+                    ts=ms(r.upstream_s),
+                    plaza_id=PLAZA_ID,
+                    direction=DIRECTION,
+                    detector_id=UPSTREAM_DETECTOR_ID,
+                )
+            )
         events.append(
             LaneTransaction(
                 event_id=f"tx-{seed}-{trip.vehicle_id}",
@@ -201,6 +236,12 @@ def run_estimator(
     return EstimatorRun(estimates, alerts, estimator.tau_s)
 
 
-def build_network(layout: Layout, free_flow_s: float | None, with_detector: bool = True) -> Network:
+def build_network(
+    layout: Layout,
+    free_flow_s: float | None,
+    with_detector: bool = True,
+    upstream_free_flow_s: float | None = None,
+) -> Network:
     """The validated network config of the simulated plaza."""
-    return parse_network(network_dict(layout, free_flow_s, with_detector), "sumo-validation")
+    config = network_dict(layout, free_flow_s, with_detector, upstream_free_flow_s)
+    return parse_network(config, "sumo-validation")

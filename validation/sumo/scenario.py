@@ -33,6 +33,9 @@ PaymentKind = Literal["ETC", "MTC"]
 BOOTH_LENGTH_M = 80.0
 # The approach edge runs at least this far upstream of the detector.
 APPROACH_BEYOND_DETECTOR_M = 300.0
+# A second loop (D2) this far upstream of the detector, for the variants that configure one:
+# where queue-warning loops stand, beyond the longest queue of the scenarios.
+UPSTREAM_DETECTOR_GAP_M = 500.0
 UPSTREAM_LENGTH_M = 1600.0
 REFERENCE_POS_M = 100.0
 # Stop line a metre before the booth's end, where the barrier is.
@@ -84,6 +87,11 @@ class Layout:
             raise ValueError("the detector must stand upstream of the fan-out into booths")
         if {b.approach_lane for b in self.booths} != set(range(self.approach_lanes)):
             raise ValueError("every approach lane must feed at least one booth, and only those")
+
+    @property
+    def upstream_detector_m(self) -> float:
+        """The second loop's distance from the barriers."""
+        return self.detector_distance_m + UPSTREAM_DETECTOR_GAP_M
 
     @property
     def approach_length_m(self) -> float:
@@ -287,8 +295,12 @@ def write_network(work: Path, layout: Layout) -> Path:
 
 
 def write_detectors(work: Path, layout: Layout) -> Path:
-    """Instant induction loops (one record per vehicle) at the reference and D1 cross-sections."""
+    """Instant induction loops (one record per vehicle) at the reference, D1 and D2
+    cross-sections. Loops only record: every variant sees the same traffic."""
     detector_pos = layout.approach_length_m - (layout.detector_distance_m - BOOTH_LENGTH_M)
+    upstream_edge, upstream_pos = "approach", detector_pos - UPSTREAM_DETECTOR_GAP_M
+    if upstream_pos < 0:
+        upstream_edge, upstream_pos = "approach_up", UPSTREAM_LENGTH_M + upstream_pos
     loops = []
     for lane in range(layout.approach_lanes):
         loops.append(
@@ -298,6 +310,10 @@ def write_detectors(work: Path, layout: Layout) -> Path:
         loops.append(
             f'  <instantInductionLoop id="D1_{lane}" lane="approach_{lane}"'
             f' pos="{detector_pos:.1f}" file="loops.xml"/>'
+        )
+        loops.append(
+            f'  <instantInductionLoop id="D2_{lane}" lane="{upstream_edge}_{lane}"'
+            f' pos="{upstream_pos:.1f}" file="loops.xml"/>'
         )
     path = work / "plaza.add.xml"
     path.write_text("<additional>\n" + "\n".join(loops) + "\n</additional>\n")

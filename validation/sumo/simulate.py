@@ -32,6 +32,7 @@ class VehicleRecord:
     detector_s: float
     service_start_s: float
     departure_s: float
+    upstream_s: float  # crossing the second loop, D2, upstream of the detector
 
     @property
     def service_s(self) -> float:
@@ -106,6 +107,7 @@ def run_sumo(
     )
     reference = _first_crossings(work / "loops.xml", "ref_")
     detector = _first_crossings(work / "loops.xml", "D1_")
+    upstream = _first_crossings(work / "loops.xml", "D2_")
     by_id = {t.vehicle_id: t for t in trips}
     records = []
     end_s = 0.0
@@ -113,10 +115,14 @@ def run_sumo(
         if elem.tag == "stopinfo":
             vid = elem.get("id", "")
             trip = by_id.get(vid)
-            if trip is not None and vid in reference and vid in detector:
+            if trip is not None and vid in reference and vid in detector and vid in upstream:
                 started = float(elem.get("started", "nan"))
                 ended = float(elem.get("ended", "nan"))
-                records.append(VehicleRecord(trip, reference[vid], detector[vid], started, ended))
+                records.append(
+                    VehicleRecord(
+                        trip, reference[vid], detector[vid], started, ended, upstream[vid]
+                    )
+                )
                 end_s = max(end_s, ended)
         elem.clear()
     records.sort(key=lambda r: r.departure_s)
@@ -134,16 +140,25 @@ class FreeFlowTimes:
 
     from_reference_s: dict[tuple[str, str], float]
     from_detector_s: dict[tuple[str, str], float]
+    from_upstream_s: dict[tuple[str, str], float]
 
     def detector_mean_s(self) -> float:
         """Demand-weighted detector-to-barrier time: what a survey would configure."""
-        total = 0.0
-        weight = 0.0
-        for (vtype, _), tau in self.from_detector_s.items():
-            share = next(v.share for v in VEHICLE_TYPES if v.sumo_id == vtype)
-            total += share * tau
-            weight += share
-        return total / weight
+        return _demand_weighted(self.from_detector_s)
+
+    def upstream_mean_s(self) -> float:
+        """The same from the second loop, D2."""
+        return _demand_weighted(self.from_upstream_s)
+
+
+def _demand_weighted(by_type_and_booth: dict[tuple[str, str], float]) -> float:
+    total = 0.0
+    weight = 0.0
+    for (vtype, _), tau in by_type_and_booth.items():
+        share = next(v.share for v in VEHICLE_TYPES if v.sumo_id == vtype)
+        total += share * tau
+        weight += share
+    return total / weight
 
 
 def calibrate(work: Path, layout: Layout, step_s: float) -> FreeFlowTimes:
@@ -156,13 +171,15 @@ def calibrate(work: Path, layout: Layout, step_s: float) -> FreeFlowTimes:
     result = run_sumo(work, layout, trips, seed=1, step_s=step_s)
     from_reference: dict[tuple[str, str], float] = {}
     from_detector: dict[tuple[str, str], float] = {}
+    from_upstream: dict[tuple[str, str], float] = {}
     for r in result.records:
         key = (r.trip.vtype.sumo_id, r.trip.booth.lane_id)
         from_reference[key] = r.service_start_s - r.reference_s
         from_detector[key] = r.service_start_s - r.detector_s
+        from_upstream[key] = r.service_start_s - r.upstream_s
     if len(from_reference) != len(trips):
         raise RuntimeError("calibration lost vehicles: the plaza network is broken")
-    return FreeFlowTimes(from_reference, from_detector)
+    return FreeFlowTimes(from_reference, from_detector, from_upstream)
 
 
 def _solo_trip(index: int, depart_s: float, vtype: VehicleType, booth: Booth) -> Trip:
