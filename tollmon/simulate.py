@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tollmon.events import ApproachDetection, Event, LaneTransaction, WeighMeasurement
-from tollmon.network import Approach, Lane, Network
+from tollmon.network import Approach, Detector, Lane, Network
 
 ETC_SERVICE_S = 3.0
 MTC_SERVICE_S = 14.0
@@ -111,7 +111,9 @@ class _ApproachSim:
         self.run_tag = ""
         self.pushed = 0  # tie-breaker: events never compare with each other
         self.lane_free_at = {lane.id: 0.0 for lane in approach.lanes}
-        detector = approach.detectors[0] if approach.detectors else None
+        # The nearest detector counts; any farther up see each vehicle earlier, at free flow.
+        by_distance = sorted(approach.detectors, key=lambda d: d.distance_m)
+        detector = by_distance[0] if by_distance else None
         self.detector = detector
         self.fault = next(
             (f for f in profile.detector_faults if f.applies(plaza_id, direction)), None
@@ -121,6 +123,13 @@ class _ApproachSim:
             if detector is not None and detector.free_flow_s is not None
             else DEFAULT_FREE_FLOW_S
         )
+        # (detector id, seconds before the nearest one) of each detector farther upstream.
+        self.upstream = [
+            (d.id, _free_flow_s(d, detector, self.free_flow_s) - self.free_flow_s)
+            for d in by_distance[1:]
+            if detector is not None and d.distance_m > detector.distance_m
+        ]
+        self.lead_ms = int(max((lead for _, lead in self.upstream), default=0.0) * 1000)
 
     def _next_id(self, kind: str) -> str:
         self.serial += 1
@@ -147,8 +156,9 @@ class _ApproachSim:
             for ts, stream_no, event in self._vehicle(start_ms, t):
                 self.pushed += 1
                 heapq.heappush(pending, (ts, stream_no, self.pushed, event))
-            # Everything before the current detector time is final: release it.
-            release_before = start_ms + int(t * 1000)
+            # Everything before the current detector time (less the lead of any detector
+            # farther upstream) is final: release it.
+            release_before = start_ms + int(t * 1000) - self.lead_ms
             while pending and pending[0][0] <= release_before:
                 yield heapq.heappop(pending)
         while pending:
@@ -199,6 +209,10 @@ class _ApproachSim:
         out: list[tuple[int, int, Event]] = []
         if self.detector is not None:
             out += self._detections(start_ms + int(t * 1000), self.detector.id, plate)
+            for detector_id, lead_s in self.upstream:
+                # A counting loop: no plate, and no fault (those are the nearest one's).
+                ts = start_ms + int((t - lead_s) * 1000)
+                out.append((ts, self.stream_no, self._detection(ts, detector_id, None)))
         leave_ms = start_ms + int((start + service) * 1000)
         out.append(
             (
@@ -259,3 +273,13 @@ def _service_s(rng: np.random.Generator, uses_etc: bool, failed: bool) -> float:
     # Service times are right-skewed; a lognormal with CV ≈ 0.3 fits lane observations.
     sigma = 0.3
     return float(rng.lognormal(math.log(mean) - sigma**2 / 2, sigma))
+
+
+def _free_flow_s(detector: Detector, nearest: Detector | None, nearest_s: float) -> float:
+    """A detector's free-flow time to the barriers: as configured, else in proportion to the
+    nearest one's by distance."""
+    if detector.free_flow_s is not None:
+        return detector.free_flow_s
+    if nearest is None:
+        return nearest_s
+    return nearest_s * detector.distance_m / nearest.distance_m

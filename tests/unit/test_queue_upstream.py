@@ -37,6 +37,15 @@ class Plaza:
             1 for due, start in zip(self.due_s, self.starts_s, strict=True) if due <= t < start
         )
 
+    def true_wait(self, t: float) -> float:
+        """The mean delay of the vehicles that left in (t − 30 s, t]."""
+        delays = [
+            start - due
+            for due, start in zip(self.due_s, self.starts_s, strict=True)
+            if t - 30.0 < start + SERVICE_S <= t
+        ]
+        return sum(delays) / len(delays) if delays else 0.0
+
 
 def plaza(far_crossings_s: list[float], far_seen: bool = True) -> Plaza:
     events: list[QueueEvent] = []
@@ -88,6 +97,20 @@ def test_the_queue_behind_a_spilled_back_detector_is_measured_by_the_far_one() -
     # Off by more than a vehicle only at the start, before three are measured behind.
     assert max(errors) <= 2.0
     assert sum(lone_errors) / len(lone_errors) > 3 * sum(errors) / len(errors)
+
+
+def test_the_wait_holds_the_time_spent_queued_behind_the_near_detector() -> None:
+    scenario = plaza(surge())
+
+    estimates, _ = replay(two_detectors(), scenario.events, until_s=1_500.0)
+    near_only = [e for e in scenario.events if getattr(e, "detector_id", "D1") == "D1"]
+    lone, _ = replay(approach(distance_m=NEAR_M, queue_lanes=1), near_only, 1_500.0)
+
+    errors = [abs(e.wait_s - scenario.true_wait(seconds_of(e))) for e in estimates]
+    lone_errors = [abs(e.wait_s - scenario.true_wait(seconds_of(e))) for e in lone]
+    assert max(scenario.true_wait(seconds_of(e)) for e in estimates) >= 150.0
+    assert sum(errors) / len(errors) <= 2.0
+    assert sum(lone_errors) / len(lone_errors) > 5 * sum(errors) / len(errors)
 
 
 def test_the_spillback_is_flagged_while_vehicles_are_queued_behind_the_near_detector() -> None:

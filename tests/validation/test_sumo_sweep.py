@@ -1,7 +1,8 @@
 """SPEC §7 queue bars on SUMO plazas and demand other than the report's (validation/sumo/sweep.py).
 
 Where nothing queues upstream of the detector the bars hold on every plaza; with a queue
-spilled back past it, the vehicles behind it are beyond any count (see test_sumo.py).
+spilled back past it, the vehicles behind it are beyond its count (see test_sumo.py), and a
+second loop farther upstream counts them.
 """
 
 from __future__ import annotations
@@ -70,6 +71,33 @@ def test_a_small_plaza_counts_its_visible_queue_within_a_vehicle(tmp_path: Path)
         if result.variant.name not in FAULTY:
             assert result.hidden.visible_mae_veh <= TARGETS.queue_mae_veh, result.variant.name
         assert result.scores.false_alerts == 0
+
+
+def test_a_loop_farther_upstream_counts_the_queue_spilled_past_a_near_detector(
+    tmp_path: Path,
+) -> None:
+    # The 120 m detector has on average 29 vehicles queued behind it for 167 outputs.
+    run = run_case(BY_NAME["near"], 5, tmp_path)
+
+    lone = run.evaluation.result("input_output")
+    assert lone.hidden.hidden_outputs > 100
+    assert not lone.scores.meets(TARGETS)
+    for variant in ("upstream_loop", "upstream_loop_no_plates"):
+        scores = run.evaluation.result(variant).scores
+        assert scores.meets(TARGETS), (variant, scores.misses(TARGETS))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_a_loop_farther_upstream_meets_the_queue_and_wait_bars_on_every_plaza(
+    every_run: list[CaseRun], case: Case
+) -> None:
+    for run in (r for r in every_run if r.case is case):
+        for variant in ("upstream_loop", "upstream_loop_no_plates"):
+            scores = run.evaluation.result(variant).scores
+            assert scores.queue_mae_veh <= TARGETS.queue_mae_veh, (run.seed, variant)
+            assert scores.wait_mae_s <= TARGETS.wait_mae_s, (run.seed, variant)
+            assert scores.false_alerts + scores.free_flow_alerts == 0, (run.seed, variant)
 
 
 @pytest.fixture(scope="module")
