@@ -179,7 +179,14 @@ def test_a_detector_counting_vehicles_twice_shows_in_the_count_corrections(
             plazas=["URC-E01"],
         )
     )
-    doubled = sum(1 for e in faulty if isinstance(e, ApproachDetection) and e.plate_hash is None)
+    # The second counts have no plate (nor have the far loop's counts, which are not faulty).
+    doubled = sum(
+        1
+        for e in faulty
+        if isinstance(e, ApproachDetection)
+        and e.plate_hash is None
+        and e.detector_id != "URC-E01-EN-D2"
+    )
 
     corrected: dict[tuple[str, str, str], float] = defaultdict(float)
     for key, vehicles in run(network, faulty).corrections:

@@ -24,7 +24,12 @@ def traffic(network: Network, *faults: DetectorFault) -> list[Event]:
 def counts(events: list[Event], plaza: str) -> tuple[int, int, int]:
     """Vehicles served, detections, detections without a plate."""
     served = sum(1 for e in events if isinstance(e, LaneTransaction) and e.plaza_id == plaza)
-    detections = [e for e in events if isinstance(e, ApproachDetection) and e.plaza_id == plaza]
+    # The counting detectors (D1): a loop farther up (D2) has no plates and no faults.
+    detections = [
+        e
+        for e in events
+        if isinstance(e, ApproachDetection) and e.plaza_id == plaza and e.detector_id.endswith("D1")
+    ]
     return served, len(detections), sum(1 for d in detections if d.plate_hash is None)
 
 

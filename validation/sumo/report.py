@@ -157,6 +157,9 @@ def write_report(
         f"- approach detector D1: loops across the approach {layout.detector_distance_m:.0f} m"
         " upstream of the barriers, ANPR plate hashes on 90 % of detections; configured with"
         f" `approach_lanes: {layout.approach_lanes}` (the `open_lanes` variant leaves it unset)",
+        f"- loop D2, {layout.upstream_detector_m:.0f} m upstream of the barriers (500 m beyond"
+        " D1, past the longest queue): counts only, no plates; configured (with its surveyed"
+        " free-flow time) and fed only in the `upstream_loop` variants",
         "- vehicles: "
         + ", ".join(
             f"{v.vehicle_class} {v.share:.0%} ({v.length_m:.0f} m + {v.min_gap_m:.1f} m gap,"
@@ -217,13 +220,16 @@ def write_report(
             "",
             "| seed | queue MAE (veh) | wait MAE (s) | max true queue | true onset | onset held"
             " 60 s | alert started_at | onset delay (first touch / held) | false alerts |"
-            " queue MAE, detector-timed truth | queue MAE, none hidden / some hidden |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            " queue MAE, detector-timed truth | queue MAE, none hidden / some hidden |"
+            " `upstream_loop`: queue MAE, wait MAE, onset delay (held; with spillback in the"
+            " true level) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for ev in seeds:
             s = ev.result("input_output").scores
             d = ev.result("input_output").scores_detector_timed
             h = ev.result("input_output").hidden
+            u = ev.result("upstream_loop").scores
             lines.append(
                 f"| {ev.scenario.seed} | {s.queue_mae_veh:.2f} | {s.wait_mae_s:.1f} |"
                 f" {s.max_true_queue_veh:.0f} | {_s(s.true_onset_s)} |"
@@ -231,6 +237,8 @@ def write_report(
                 f" {_s(s.onset_delay_s)} / {_s(s.onset_delay_held_s)} |"
                 f" {s.false_alerts + s.free_flow_alerts} | {d.queue_mae_veh:.2f} |"
                 f" {h.visible_mae_veh:.2f} / {h.hidden_mae_veh:.2f} |"
+                f" {u.queue_mae_veh:.2f} veh, {u.wait_mae_s:.1f} s, {_s(u.onset_delay_held_s)};"
+                f" {_s(u.onset_delay_spillback_s)} |"
             )
         lines.append("")
     lines += _before_after(list(evaluations) + list(seeds))
@@ -314,8 +322,17 @@ _FINDINGS: list[str] = [
     " less than the departures (the tail going by) and then drained at the discharge rate;"
     " alerts carry it as `hidden_queue_veh`. This tracks a surge that ends within about R of"
     " the spillback; a longer one (seeds 3 and 23) is still under-estimated, and the hidden"
-    " part lingers after a surge that ended unseen. Closing this needs a second count"
-    " upstream (a detector beyond the longest queue, or loop occupancy on the approach).",
+    " part lingers after a surge that ended unseen.",
+    "- **A second loop upstream counts it** (the `upstream_loop` variants). With D2 configured,"
+    " D1 still counts (plates, corrections) and D2 measures what stands behind it: at free"
+    " flow both count the same vehicles, A_D2(t − τ_D2) = A_D1(t − τ_D1), so their"
+    " difference is the vehicles due at the barriers that have not crossed D1 yet. The two"
+    " counters are calibrated against each other (median difference over the last 2 min in"
+    " which D1's queue was under half its stretch), the spillback flag rises once 3 vehicles"
+    " stand behind D1, and each departing vehicle's wait gains the time it stood behind D1"
+    " (from when it was due there, by D2's count, to its D1 crossing). A 250 m gap was too"
+    " short on the full run: the queue passed D2 too and was extrapolated beyond it, as"
+    " behind a lone detector (queue MAE 1.48 veh); D2 must stand beyond the longest queue.",
     "- **Plate matches floor the count.** Departures are not first-in-first-out across ETC and"
     " manual lanes, so plates are not used to shift the count by ranks; the plated vehicles"
     " due and not yet served are a lower bound for it (a detector that misses vehicles), and"
