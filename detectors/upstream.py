@@ -81,7 +81,7 @@ class UpstreamCount:
         while samples[0][0] <= b - CALIBRATION_WINDOW_MS:
             samples.popleft()
         if len(samples) >= MIN_CALIBRATION_SAMPLES:
-            self.calibration = float(median(d for _, d in samples))
+            self.calibration = float(median([d for _, d in samples]))
 
     def _silent(self, near: CumulativeCurve, near_tau_ms: int) -> bool:
         far_last = self.crossed.last_time()
