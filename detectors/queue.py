@@ -222,6 +222,7 @@ class ApproachEstimator:
         # A detector farther upstream, and the queue past it, extrapolated as past a lone one.
         self._upstream, self._upstream_ids = _upstream_count(config)
         self._spill_up = Spillback(BOUNDARY_MS)
+        self._hidden_measured = False
         self._unused_ids = config.unused_detector_ids
         self._saturated_since: int | None = None
         self._last_queue_veh = 0.0
@@ -833,6 +834,7 @@ class ApproachEstimator:
         if distance is None or method != "input_output":
             spill.end()
             self._spill_up.end()
+            self._hidden_measured = False
             lanes = self.config.queue_lanes or max(open_lanes, 1)
             return queue_veh, queue_veh * self._mean_length_m / lanes, 0.0
         stand_lanes = self._standing_lanes(open_lanes)
@@ -840,6 +842,7 @@ class ApproachEstimator:
         counted_veh = queue_veh
         hidden_veh = 0.0  # queued upstream of the detector, where its count cannot see
         behind = self._behind_near_detector(b, counted_veh, reach_veh)
+        self._hidden_measured = behind is not None
         if behind is not None:
             spill.update_measured(b, counted_veh, reach_veh, behind)
             if spill.active:
@@ -936,6 +939,10 @@ class ApproachEstimator:
         span_ms = min(DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
         arrived = self._arrivals.total - self._arrivals.count_at(b - span_ms)
         served = self._departures.total - self._departures.count_at(b - span_ms)
+        up = self._upstream
+        if up is not None:
+            # Past a queue that holds the near detector, the far one still sees the demand.
+            arrived = max(arrived, up.crossed.total - up.crossed.count_at(b - span_ms))
         # A queue or a dead detector can hide demand from one curve, never from both.
         return max(arrived, served) * 60_000.0 / span_ms
 
@@ -957,8 +964,10 @@ class ApproachEstimator:
             "wait_s": estimate.wait_s,
             "level": estimate.level,
             "spillback": estimate.spillback,
-            # The part of queue_veh beyond the detector: extrapolated demand, not counted.
+            # The part of queue_veh beyond the detector, and whether a detector farther up
+            # counted it (else it is extrapolated demand).
             "hidden_queue_veh": round(self._spill.hidden_veh, 1),
+            "hidden_queue_measured": self._hidden_measured,
             "method": estimate.method,
             "open_lanes": estimate.open_lanes,
             "configured_lanes": len(self._lane_type),

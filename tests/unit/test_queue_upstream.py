@@ -9,8 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 from detectors.approach import ApproachConfig, UpstreamDetector
-from tests.unit.queue_timeline import QueueEvent, approach, arrival, departure, replay, seconds_of
+from tests.unit.queue_timeline import (
+    QueueEvent,
+    approach,
+    arrival,
+    at,
+    departure,
+    replay,
+    seconds_of,
+)
+from tollmon.events import ApproachDetection
 
 NEAR_M = 30.0  # one lane: 4 vehicles of 7.5 m reach the near detector
 NEAR_TAU_S = 15.0
@@ -111,6 +122,35 @@ def test_the_wait_holds_the_time_spent_queued_behind_the_near_detector() -> None
     assert max(scenario.true_wait(seconds_of(e)) for e in estimates) >= 150.0
     assert sum(errors) / len(errors) <= 2.0
     assert sum(lone_errors) / len(lone_errors) > 5 * sum(errors) / len(errors)
+
+
+def test_the_alert_names_the_queue_behind_the_detector_as_measured_with_the_demand() -> None:
+    # During the surge one vehicle every 5 s arrives; the near detector, inside the queue,
+    # passes one per 10 s. The lanes to open follow the demand the far detector still sees.
+    far_crossings = surge()
+    scenario = plaza(far_crossings)
+
+    _, alerts = replay(two_detectors(), scenario.events, until_s=1_500.0)
+
+    evidence = alerts[0].evidence
+    assert evidence["spillback"] is True
+    assert evidence["hidden_queue_measured"] is True
+    assert isinstance(evidence["hidden_queue_veh"], float)
+    assert evidence["hidden_queue_veh"] >= 3
+    # Demand over the last 5 minutes, as the far detector saw it (the near one saw less).
+    raised_ts = evidence["ts"]
+    assert isinstance(raised_ts, int)
+    raised_s = (raised_ts - at(0.0)) / 1000
+    window = [t for t in far_crossings if raised_s - 300.0 < t <= raised_s]
+    near = [
+        e
+        for e in scenario.events
+        if isinstance(e, ApproachDetection)
+        and e.detector_id == "D1"
+        and at(raised_s - 300) < e.ts <= at(raised_s)
+    ]
+    assert evidence["demand_per_min"] == pytest.approx(len(window) / 5.0, abs=0.3)
+    assert len(near) < len(window) - 5
 
 
 def test_the_spillback_is_flagged_while_vehicles_are_queued_behind_the_near_detector() -> None:
