@@ -47,7 +47,7 @@ from detectors.curves import CumulativeCurve
 from detectors.estimates import Method, QueueEstimate
 from detectors.headway import IDLE_SPELL_HORIZON_MS, LaneLoad, LaneServiceWindow, headway_queue
 from detectors.series import TimedSeries
-from detectors.spillback import Spillback
+from detectors.spillback import FLOW_WINDOW_MS, MEASURED_MIN_SHARE, SPILL_FLOW_RATIO, Spillback
 from detectors.upstream import UpstreamCount
 from tollmon.events import (
     ApproachDetection,
@@ -120,9 +120,6 @@ IDLE_MOMENT_SPREAD_MIN_MS = 5_000
 CORRECTION_KINDS = ("missed", "phantom")
 # Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
 LANE_WINDOW_MS = 120_000
-# A counted queue under this share of the near detector's reach leaves the road between it and
-# a detector farther upstream free of queue: their counts then calibrate against each other.
-UPSTREAM_CLEAR_SHARE = 0.5
 
 
 class Emitted(NamedTuple):
@@ -882,8 +879,17 @@ class ApproachEstimator:
             # at the approach speed, beyond it.
             gap_m = far.distance_m - (self.config.distance_m or 0.0)
             up.tau_ms = self._tau_ms + round(gap_m / self.config.approach_speed_mps * 1000)
-        clear = not self._spill.active and counted_veh < UPSTREAM_CLEAR_SHARE * reach_veh
-        return up.behind(b, self._arrivals, self._tau_ms, clear)
+        inside = counted_veh < MEASURED_MIN_SHARE * reach_veh
+        clear = inside and not self._spill.active
+        # The near detector passing clearly fewer vehicles than the barriers serve sees the
+        # tail of the queue go by: nobody stands behind it any more.
+        emptied = inside and self._spill.active and self._detector_sees_the_tail(b)
+        return up.behind(b, self._arrivals, self._tau_ms, clear, emptied)
+
+    def _detector_sees_the_tail(self, b: int) -> bool:
+        arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - FLOW_WINDOW_MS)
+        left = self._departures.total - self._departures.count_at(b - FLOW_WINDOW_MS)
+        return arrived < SPILL_FLOW_RATIO * left
 
     def _beyond_far_detector(self, b: int, measured_veh: float, open_lanes: int) -> float:
         """The queue measured up to the far detector, and past it once it reaches that one too."""

@@ -30,6 +30,10 @@ SPILL_FLOW_RATIO = 0.8
 # Measured by a detector farther upstream, this many vehicles queued behind the counting one
 # start a spillback: fewer can be vehicles a little slower than free flow between the two.
 MEASURED_START_VEH = 3.0
+# ... and only with a counted queue of at least this share of the stretch down to the
+# barriers: a queue cannot stand past the detector without one in front of it. Below it the
+# two detectors' counts calibrate against each other instead (detectors/upstream.py).
+MEASURED_MIN_SHARE = 0.5
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
@@ -84,7 +88,10 @@ class Spillback:
         """Start or end the episode at the output for boundary `b`, with the vehicles queued
         behind the detector measured (`behind_veh`, by a detector farther upstream) rather
         than extrapolated."""
-        if not self.active and (counted_veh >= reach_veh or behind_veh >= MEASURED_START_VEH):
+        if not self.active and (
+            counted_veh >= reach_veh
+            or (behind_veh >= MEASURED_START_VEH and counted_veh >= MEASURED_MIN_SHARE * reach_veh)
+        ):
             self.active = True
             self._started_ms = b
             self._measured_until = None

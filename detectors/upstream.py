@@ -49,16 +49,25 @@ class UpstreamCount:
     def prune(self, b: int, lookback_ms: int) -> None:
         self.crossed.prune(b, lookback_ms)
 
-    def behind(self, b: int, near: CumulativeCurve, near_tau_ms: int, clear: bool) -> float | None:
+    def behind(
+        self, b: int, near: CumulativeCurve, near_tau_ms: int, clear: bool, emptied: bool = False
+    ) -> float | None:
         """Vehicles due at the barriers by `b` that have not crossed the near detector.
 
         `near` is the near detector's raw count and `near_tau_ms` its free-flow time to the
         barriers; `clear` says that no queue stands between the two detectors now (the near
         detector's queue is well inside it), so the difference of the counts is their
-        calibration. None while the far detector cannot tell: not calibrated yet, or silent.
+        calibration; `emptied`, that the tail of a queue has just gone by the near detector,
+        so that nobody is behind it whatever the counts say: they are re-anchored. None while
+        the far detector cannot tell: not calibrated yet, or silent.
         """
         difference = self.crossed.count_at(b - self.tau_ms) - near.count_at(b - near_tau_ms)
-        if clear:
+        if emptied:
+            # Miscounts of either detector pile up while a queue stands between them, with no
+            # clear time to calibrate: the count they drifted by is forgotten here.
+            self._samples.clear()
+            self.calibration = float(difference)
+        if clear or emptied:
             self._learn(b, difference)
         if self.calibration is None or self._silent(near, near_tau_ms):
             return None

@@ -211,3 +211,20 @@ def test_detections_of_unused_detectors_are_not_counted() -> None:
     estimates, _ = replay(config, events, until_s=1_200.0)
 
     assert all(e.queue_veh == 0.0 for e in estimates)
+
+
+def test_a_far_detector_counting_some_vehicles_twice_does_not_hold_a_queue_after_the_surge() -> (
+    None
+):
+    # Every tenth vehicle is counted twice by the far loop: during the spillback nothing can
+    # recalibrate it, so vehicles "behind" pile up; once the tail has gone by the near
+    # detector (it passes fewer than the barriers serve), nobody can be behind it.
+    scenario = plaza(surge())
+    far = [e for e in scenario.events if isinstance(e, ApproachDetection) and e.detector_id == "D2"]
+    doubled = [arrival((e.ts - at(0.0)) / 1000 + 0.5, detector="D2") for e in far[::10]]
+
+    estimates, _ = replay(two_detectors(), scenario.events + doubled, until_s=1_500.0)
+
+    calm = [e for e in estimates if seconds_of(e) >= 900.0]
+    assert not any(e.spillback for e in calm)
+    assert max(e.queue_veh for e in calm) <= 1.0

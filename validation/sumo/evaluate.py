@@ -47,8 +47,9 @@ class Variant:
     # Overrides the configured approach lanes; 0 leaves them unset.
     queue_lanes: int | None = None
     faults: DetectorFaults = NO_FAULTS
-    # A second counting loop farther upstream (D2), surveyed like the first.
+    # A second counting loop farther upstream (D2), surveyed like the first, and its errors.
     with_upstream: bool = False
+    upstream_faults: DetectorFaults = NO_FAULTS
 
 
 # A loop detector's usual errors, one way at a time (both at once would partly cancel): a lane
@@ -88,14 +89,26 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "upstream_loop",
-        "as input_output, plus a counting loop 250 m farther upstream (no plates)",
+        "as input_output, plus a counting loop 500 m farther upstream (no plates)",
         with_upstream=True,
     ),
     Variant(
         "upstream_loop_no_plates",
-        "as no_plates, plus the counting loop 250 m farther upstream",
+        "as no_plates, plus the counting loop 500 m farther upstream",
         plate_read_ratio=0.0,
         with_upstream=True,
+    ),
+    Variant(
+        "upstream_loop_double_counts",
+        "as upstream_loop, the far loop counting 3 % of vehicles twice",
+        with_upstream=True,
+        upstream_faults=DOUBLE_COUNTS,
+    ),
+    Variant(
+        "upstream_loop_missed",
+        "as upstream_loop, the far loop missing 3 % of vehicles",
+        with_upstream=True,
+        upstream_faults=MISSED,
     ),
 )
 
@@ -156,6 +169,7 @@ def evaluate(
             variant.with_detector,
             variant.faults,
             variant.with_upstream,
+            variant.upstream_faults,
         )
         run = run_estimator(config, events, end_ms)
         scored = [

@@ -144,12 +144,14 @@ def to_events(
     with_detector: bool,
     faults: DetectorFaults = NO_FAULTS,
     with_upstream: bool = False,
+    upstream_faults: DetectorFaults = NO_FAULTS,
 ) -> list[QueueEvent]:
     """One lane_transaction per served vehicle and one approach_detection per crossing of D1,
     less the missed ones and plus the double counts of `faults`; with `with_upstream`, one
-    per crossing of D2 too (a counting loop: no plates, no faults)."""
+    per crossing of D2 too (a counting loop: no plates), miscounting by `upstream_faults`."""
     rng = np.random.default_rng(seed + 1)
     faulty = np.random.default_rng(seed + 2)
+    faulty_upstream = np.random.default_rng(seed + 3)
     events: list[QueueEvent] = []
     for r in records:
         trip = r.trip
@@ -179,15 +181,20 @@ def to_events(
                     )
                 )
         if with_upstream:
-            events.append(
+            fault = faulty_upstream.random()
+            crossings = [r.upstream_s] if fault >= upstream_faults.missed_ratio else []
+            if fault >= 1.0 - upstream_faults.double_ratio:
+                crossings.append(r.upstream_s + faulty_upstream.uniform(0.2, 1.5))
+            events += [
                 ApproachDetection(
-                    event_id=f"up-{seed}-{trip.vehicle_id}",
-                    ts=ms(r.upstream_s),
+                    event_id=f"up-{seed}-{trip.vehicle_id}-{n}",
+                    ts=ms(crossed_s),
                     plaza_id=PLAZA_ID,
                     direction=DIRECTION,
                     detector_id=UPSTREAM_DETECTOR_ID,
                 )
-            )
+                for n, crossed_s in enumerate(crossings)
+            ]
         events.append(
             LaneTransaction(
                 event_id=f"tx-{seed}-{trip.vehicle_id}",
