@@ -430,6 +430,22 @@ def _layer_thresholds(base: Thresholds, raw: object) -> tuple[Thresholds, list[s
 # --- summary ---------------------------------------------------------------------------
 
 
+def _upstream_note(approaches: list[Approach]) -> str:
+    """How many approaches have a detector farther up (SPEC §4.1 spillback), and how many
+    detectors stand between an approach's nearest and farthest, unused (tollmon/wiring.py)."""
+    farther = unused = 0
+    for approach in approaches:
+        distances = [d.distance_m for d in approach.detectors]
+        if len(set(distances)) > 1:
+            farther += 1
+            unused += sum(1 for m in distances if min(distances) < m < max(distances))
+    if not farther:
+        return ""
+    noun = "approach" if farther == 1 else "approaches"
+    note = f" ({farther} {noun} with one farther up, for the queue behind the nearest"
+    return note + (f"; {unused} between those, unused)" if unused else ")")
+
+
 def summarize(network: Network) -> str:
     """A few lines for `check-config`: plazas, lanes by type, detectors and scales."""
     approaches = [d for plaza in network.plazas for _, d in plaza.approaches()]
@@ -446,7 +462,7 @@ def summarize(network: Network) -> str:
             f"plazas: {len(network.plazas)} on {', '.join(roads)}",
             f"approaches: {len(approaches)} ({headway} without a detector, headway method)",
             f"lanes: {lane_types.total()} ({lanes})",
-            f"detectors: {len(network.detector_sites)}",
+            f"detectors: {len(network.detector_sites)}{_upstream_note(approaches)}",
             f"scales: {len(network.scale_sites)} "
             f"(entry {scale_sides['entry']}, exit {scale_sides['exit']})",
             f"plazas with own thresholds: {overridden}",

@@ -146,6 +146,22 @@ def test_summary_counts_plazas_lanes_detectors_and_scales() -> None:
     ]
 
 
+def test_summary_names_the_approaches_with_a_detector_farther_up() -> None:
+    data = two_plazas()
+    detectors = data["plazas"][0]["directions"]["entry"]["detectors"]
+    detectors += [
+        {"id": "P1-EN-D3", "distance_m": 700},
+        {"id": "P1-EN-D2", "distance_m": 400},
+    ]
+
+    summary = summarize(parse_network(data, "test.yaml")).splitlines()
+
+    assert summary[3] == (
+        "detectors: 4 (1 approach with one farther up, for the queue behind the nearest;"
+        " 1 between those, unused)"
+    )
+
+
 # --- mistakes --------------------------------------------------------------------------
 
 
