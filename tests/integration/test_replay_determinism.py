@@ -47,7 +47,7 @@ def record_day(path: Path) -> None:
         network,
         START_MS,
         DURATION_S,
-        TrafficProfile(vehicles_per_hour=500, surges=(Surge("URC-E01", 8.0, 120, 480, "entry"),)),
+        TrafficProfile(vehicles_per_hour=500, surges=(Surge("URC-E01", 10.0, 120, 480, "entry"),)),
         seed=11,
         plazas=PLAZAS,
     )
