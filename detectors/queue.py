@@ -30,12 +30,7 @@ from typing import NamedTuple
 from mypy_extensions import mypyc_attr
 
 from detectors.alerts import Alert, EvidenceValue
-from detectors.approach import (
-    ApproachConfig,
-    LaneType,
-    ServiceTimes,
-    VehicleLengths,
-)
+from detectors.approach import ApproachConfig, LaneType, ServiceTimes, VehicleLengths
 from detectors.congestion import (
     CongestionHysteresis,
     CongestionThresholds,
