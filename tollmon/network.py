@@ -7,12 +7,13 @@ in one pass instead of one error per restart.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -401,10 +402,15 @@ def _check_direction(
         problems += misspelt_keys(lane, Lane, (*loc, "lanes", j))
         problems += duplicate(lane.get("id"), (*loc, "lanes", j, "id"), lanes, "lane id")
         lane_ids_usable = lane_ids_usable and isinstance(lane.get("id"), str)
+    timed: list[tuple[float, float, Loc]] = []  # (distance_m, free_flow_s, where)
     for j, detector in mapping_items(direction.get("detectors")):
         where: Loc = (*loc, "detectors", j)
         problems += misspelt_keys(detector, Detector, where)
         problems += duplicate(detector.get("id"), (*where, "id"), detectors, "detector id")
+        distance, free_flow = detector.get("distance_m"), detector.get("free_flow_s")
+        if _positive_number(distance) and _positive_number(free_flow):
+            timed.append((float(distance), float(free_flow), (*where, "free_flow_s")))
+    problems += _check_free_flow_order(timed)
     for j, scale in mapping_items(direction.get("scales")):
         where = (*loc, "scales", j)
         problems += misspelt_keys(scale, Scale, where)
@@ -412,6 +418,26 @@ def _check_direction(
         lane_id = scale.get("lane")
         if lane_ids_usable and isinstance(lane_id, str) and lane_id not in lanes:
             problems.append(((*where, "lane"), f"no lane {lane_id!r} in this direction"))
+    return problems
+
+
+def _positive_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _check_free_flow_order(timed: list[tuple[float, float, Loc]]) -> list[Problem]:
+    """A detector farther from the barriers takes longer to reach them at free flow."""
+    problems: list[Problem] = []
+    ordered = sorted(timed)
+    for (near_m, near_s, _), (far_m, far_s, where) in itertools.pairwise(ordered):
+        if far_m > near_m and far_s <= near_s:
+            problems.append(
+                (
+                    where,
+                    f"must exceed {near_s:g} s, the free-flow time of the detector at"
+                    f" {near_m:g} m (this one is at {far_m:g} m)",
+                )
+            )
     return problems
 
 

@@ -129,7 +129,9 @@ class _ApproachSim:
             for d in by_distance[1:]
             if detector is not None and d.distance_m > detector.distance_m
         ]
-        self.lead_ms = int(max((lead for _, lead in self.upstream), default=0.0) * 1000)
+        # A far detector reached no sooner (a free_flow_s set short of the nearest one's) delays
+        # nothing: its events wait in the heap like any later one.
+        self.lead_ms = int(max([0.0, *(lead for _, lead in self.upstream)]) * 1000)
 
     def _next_id(self, kind: str) -> str:
         self.serial += 1

@@ -237,6 +237,18 @@ def test_three_mistakes_in_a_file_are_all_reported_with_their_paths(tmp_path: Pa
             id="negative free-flow time",
         ),
         pytest.param(
+            set_at(
+                "plazas.0.directions.entry.detectors",
+                [
+                    {"id": "P1-EN-D1", "distance_m": 180, "free_flow_s": 14.0},
+                    {"id": "P1-EN-D2", "distance_m": 700, "free_flow_s": 12.0},
+                ],
+            ),
+            "plazas[0].directions.entry.detectors[1].free_flow_s: must exceed 14 s, the"
+            " free-flow time of the detector at 180 m (this one is at 700 m)",
+            id="a farther detector reached sooner at free flow",
+        ),
+        pytest.param(
             set_at("plazas.0.directions.entry.detectors.0.approach_lanes", 0),
             "plazas[0].directions.entry.detectors[0].approach_lanes: must be >= 1",
             id="no approach lane",
