@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from detectors.approach import ApproachConfig, UpstreamDetector
+from detectors.queue import QueueEstimate
 from tests.unit.queue_timeline import (
     QueueEvent,
     approach,
@@ -93,12 +94,20 @@ def test_the_far_detector_counts_no_vehicle_twice_in_free_flow() -> None:
     assert alerts == []
 
 
+def with_and_without_the_far_detector(
+    scenario: Plaza,
+) -> tuple[list[QueueEstimate], list[QueueEstimate]]:
+    """The estimates with both detectors, and with the near one alone fed its own counts."""
+    estimates, _ = replay(two_detectors(), scenario.events, until_s=1_500.0)
+    near_only = [e for e in scenario.events if getattr(e, "detector_id", "D1") == "D1"]
+    lone, _ = replay(approach(distance_m=NEAR_M, queue_lanes=1), near_only, until_s=1_500.0)
+    return estimates, lone
+
+
 def test_the_queue_behind_a_spilled_back_detector_is_measured_by_the_far_one() -> None:
     scenario = plaza(surge())
 
-    estimates, _ = replay(two_detectors(), scenario.events, until_s=1_500.0)
-    near_only = [e for e in scenario.events if getattr(e, "detector_id", "D1") == "D1"]
-    lone, _ = replay(approach(distance_m=NEAR_M, queue_lanes=1), near_only, 1_500.0)
+    estimates, lone = with_and_without_the_far_detector(scenario)
 
     errors = [abs(e.queue_veh - scenario.true_queue(seconds_of(e))) for e in estimates]
     lone_errors = [abs(e.queue_veh - scenario.true_queue(seconds_of(e))) for e in lone]
@@ -113,9 +122,7 @@ def test_the_queue_behind_a_spilled_back_detector_is_measured_by_the_far_one() -
 def test_the_wait_holds_the_time_spent_queued_behind_the_near_detector() -> None:
     scenario = plaza(surge())
 
-    estimates, _ = replay(two_detectors(), scenario.events, until_s=1_500.0)
-    near_only = [e for e in scenario.events if getattr(e, "detector_id", "D1") == "D1"]
-    lone, _ = replay(approach(distance_m=NEAR_M, queue_lanes=1), near_only, 1_500.0)
+    estimates, lone = with_and_without_the_far_detector(scenario)
 
     errors = [abs(e.wait_s - scenario.true_wait(seconds_of(e))) for e in estimates]
     lone_errors = [abs(e.wait_s - scenario.true_wait(seconds_of(e))) for e in lone]
