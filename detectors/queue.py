@@ -144,9 +144,14 @@ def _upstream_count(config: ApproachConfig) -> tuple[UpstreamCount | None, froze
     up = config.upstream
     if up is None:
         return None, frozenset()
-    # Without a surveyed free_flow_s, τ follows the near detector's (`_behind_near_detector`).
-    tau_ms = round(up.free_flow_s * 1000) if up.free_flow_s is not None else 0
-    return UpstreamCount(tau_ms, COUNTS_LOOKBACK_MS / 1000), up.detector_ids
+    if up.free_flow_s is not None:
+        return UpstreamCount(
+            round(up.free_flow_s * 1000), COUNTS_LOOKBACK_MS / 1000
+        ), up.detector_ids
+    # Without a surveyed free_flow_s the lag between the detectors is learned, and τ follows
+    # the near detector's (`_behind_near_detector`).
+    gap_m = up.distance_m - (config.distance_m or 0.0)
+    return UpstreamCount(0, COUNTS_LOOKBACK_MS / 1000, gap_m), up.detector_ids
 
 
 def plate_key(plate_hash: str) -> int:
@@ -260,6 +265,8 @@ class ApproachEstimator:
         """Vehicles crossing the approach detector."""
         self._close_before(ts_ms)
         self._arrivals.add(ts_ms, count)
+        if self._upstream is not None and count == 1:
+            self._upstream.on_near_arrival(ts_ms, self._arrivals)
         if plate_hash is None:
             self._unplated.add(ts_ms, count)
             return
@@ -870,10 +877,13 @@ class ApproachEstimator:
             return None
         far = self.config.upstream
         if far is not None and far.free_flow_s is None:
-            # Follows the near detector's τ as it is learned: the stretch between the two
-            # at the approach speed, beyond it.
-            gap_m = far.distance_m - (self.config.distance_m or 0.0)
-            up.tau_ms = self._tau_ms + round(gap_m / self.config.approach_speed_mps * 1000)
+            # The near detector's τ plus the lag between the two: learned, or until then the
+            # stretch at the approach speed.
+            lag_ms = up.lag_ms
+            if lag_ms is None:
+                gap_m = far.distance_m - (self.config.distance_m or 0.0)
+                lag_ms = round(gap_m / self.config.approach_speed_mps * 1000)
+            up.tau_ms = self._tau_ms + lag_ms
         inside = counted_veh < MEASURED_MIN_SHARE * reach_veh
         clear = inside and not self._spill.active
         # The near detector passing clearly fewer vehicles than the barriers serve sees the

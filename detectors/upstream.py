@@ -11,6 +11,11 @@ Two counters never agree exactly (miscounts, a τ surveyed a second off, a slow 
 their difference while no queue stands between them is the calibration: the median over the
 last two minutes in which the near detector's queue was clearly short of it, frozen while it
 is not.
+
+A calibration absorbs a τ that is off only while the flow stays as it was: an error of d
+seconds shifts the difference by d × the flow. So where the far detector's free-flow time
+was not surveyed it is learned: the lag between a vehicle's two crossings, taken from
+vehicles alone on the stretch (no other crossing of either detector around theirs).
 """
 
 from __future__ import annotations
@@ -29,18 +34,47 @@ MIN_CALIBRATION_SAMPLES = 6
 # should have crossed it (at free flow) this long after its last count.
 SILENT_MS = 60_000
 SILENT_NEAR_MIN = 5
+# Learning the lag between the detectors: vehicles crossing the stretch between these speeds,
+# the median of the latest samples, used from this many on.
+FASTEST_MPS = 40.0
+SLOWEST_MPS = 5.0
+LAG_SAMPLES = 31
+MIN_LAG_SAMPLES = 5
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class UpstreamCount:
     """The far detector's count and its calibration against the near one."""
 
-    def __init__(self, tau_ms: int, horizon_s: float) -> None:
+    def __init__(self, tau_ms: int, horizon_s: float, gap_m: float = 0.0) -> None:
         self.tau_ms = tau_ms  # free-flow time from the far detector to the barriers
         self.crossed = CumulativeCurve(horizon_s)
         # (output time, difference of the counts) at outputs with no queue between them.
         self._samples: deque[tuple[int, int]] = deque()
         self.calibration: float | None = None
+        # With `gap_m`, the stretch between the detectors, the lag across it is learned.
+        self._gap_m = gap_m
+        self._lags: deque[int] = deque(maxlen=LAG_SAMPLES)
+        self.lag_ms: int | None = None
+
+    def on_near_arrival(self, ts_ms: int, near: CumulativeCurve) -> None:
+        """A vehicle crossing the near detector (already in `near`): if it was alone on the
+        stretch, the time since the one far crossing before it is a sample of the lag."""
+        if self._gap_m <= 0:
+            return
+        longest = round(self._gap_m / SLOWEST_MPS * 1000)
+        if near.count_at(ts_ms) - near.count_at(ts_ms - longest) != 1:
+            return
+        far = self.crossed
+        since = far.count_at(ts_ms - longest)
+        if far.total - since != 1 or far.count_at(ts_ms - 2 * longest) != since:
+            return
+        far_ms = far.latest_at(ts_ms)
+        if far_ms is None or ts_ms - far_ms < self._gap_m / FASTEST_MPS * 1000:
+            return
+        self._lags.append(ts_ms - far_ms)
+        if len(self._lags) >= MIN_LAG_SAMPLES:
+            self.lag_ms = sorted(self._lags)[len(self._lags) // 2]
 
     def on_arrival(self, ts_ms: int, count: int = 1) -> None:
         """Vehicles crossing the far detector."""

@@ -59,16 +59,18 @@ class Plaza:
         return sum(delays) / len(delays) if delays else 0.0
 
 
-def plaza(far_crossings_s: list[float], far_seen: bool = True) -> Plaza:
+def plaza(
+    far_crossings_s: list[float], far_seen: bool = True, far_tau_s: float = FAR_TAU_S
+) -> Plaza:
     events: list[QueueEvent] = []
     due_s, starts_s = [], []
     for k, crossed in enumerate(far_crossings_s):
-        due = crossed + FAR_TAU_S
+        due = crossed + far_tau_s
         start = max(due, starts_s[-1] + SERVICE_S) if starts_s else due
         due_s.append(due)
         starts_s.append(start)
         # The near detector is passed at free flow, or when the queue ahead moves up past it.
-        free_s = crossed + FAR_TAU_S - NEAR_TAU_S
+        free_s = crossed + far_tau_s - NEAR_TAU_S
         near_s = max(free_s, starts_s[k - 4]) if k >= 4 else free_s
         events.append(arrival(near_s))
         if far_seen:
@@ -191,6 +193,26 @@ def test_a_far_detector_surveyed_seconds_off_is_calibrated_against_the_near_one(
     assert not any(e.spillback for e in estimates)
     assert max(e.queue_veh for e in estimates) <= 1.0
     assert alerts == []
+
+
+def test_an_unsurveyed_far_detector_learns_its_lag_from_vehicles_alone_on_the_stretch() -> None:
+    # 370 m between the detectors, crossed in 15 s; the prior (the approach speed, 8 m/s)
+    # says 46 s. A calibration absorbs that only while the flow stays as it was: the surge
+    # after a quiet night would read as vehicles behind the near detector.
+    night = [200.0 * k for k in range(8)]
+    scenario = plaza(night + [1_600.0 + t for t in surge()], far_tau_s=NEAR_TAU_S + 15.0)
+
+    def replayed(free_flow_s: float | None) -> list[float]:
+        far = UpstreamDetector(frozenset({"D2"}), distance_m=400.0, free_flow_s=free_flow_s)
+        config = approach(distance_m=NEAR_M, free_flow_s=NEAR_TAU_S, queue_lanes=1, upstream=far)
+        estimates, _ = replay(config, scenario.events, until_s=3_000.0)
+        return [abs(e.queue_veh - scenario.true_queue(seconds_of(e))) for e in estimates]
+
+    learned = replayed(free_flow_s=None)
+    at_the_prior = replayed(free_flow_s=NEAR_TAU_S + 370.0 / 8.0)
+
+    assert sum(learned) / len(learned) <= 0.3
+    assert sum(at_the_prior) / len(at_the_prior) > 2 * sum(learned) / len(learned)
 
 
 def test_a_silent_far_detector_leaves_the_queue_to_the_extrapolation() -> None:

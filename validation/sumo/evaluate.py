@@ -50,6 +50,7 @@ class Variant:
     # A second counting loop farther upstream (D2), surveyed like the first, and its errors.
     with_upstream: bool = False
     upstream_faults: DetectorFaults = NO_FAULTS
+    upstream_tau_surveyed: bool = True
 
 
 # A loop detector's usual errors, one way at a time (both at once would partly cancel): a lane
@@ -97,6 +98,12 @@ VARIANTS: tuple[Variant, ...] = (
         "as no_plates, plus the counting loop 500 m farther upstream",
         plate_read_ratio=0.0,
         with_upstream=True,
+    ),
+    Variant(
+        "upstream_loop_learned_tau",
+        "as upstream_loop, the far loop's free_flow_s not configured (its lag learned)",
+        with_upstream=True,
+        upstream_tau_surveyed=False,
     ),
     Variant(
         "upstream_loop_double_counts",
@@ -152,8 +159,11 @@ def evaluate(
     results = []
     for variant in variants:
         tau = free_flow.detector_mean_s() if variant.configured_tau else None
-        upstream_tau = free_flow.upstream_mean_s() if variant.with_upstream else None
-        network = build_network(scenario.layout, tau, variant.with_detector, upstream_tau)
+        surveyed = variant.with_upstream and variant.upstream_tau_surveyed
+        upstream_tau = free_flow.upstream_mean_s() if surveyed else None
+        network = build_network(
+            scenario.layout, tau, variant.with_detector, upstream_tau, variant.with_upstream
+        )
         config = approach_config(network)
         if variant.queue_lanes is not None:
             config = replace(config, queue_lanes=variant.queue_lanes or None)

@@ -52,13 +52,15 @@ def network_dict(
     free_flow_s: float | None,
     with_detector: bool = True,
     upstream_free_flow_s: float | None = None,
+    with_upstream: bool = False,
 ) -> dict[str, Any]:
     """The plaza as a network config (SPEC §3): its lanes, optionally the approach detector,
-    and the second loop farther upstream where its free-flow time is given."""
+    and with `with_upstream` the second loop farther upstream (surveyed where its free-flow
+    time is given)."""
     detectors = [
         _detector(DETECTOR_ID, layout.detector_distance_m, layout.approach_lanes, free_flow_s)
     ]
-    if upstream_free_flow_s is not None:
+    if with_upstream:
         detectors.append(
             _detector(
                 UPSTREAM_DETECTOR_ID,
@@ -248,7 +250,8 @@ def build_network(
     free_flow_s: float | None,
     with_detector: bool = True,
     upstream_free_flow_s: float | None = None,
+    with_upstream: bool = False,
 ) -> Network:
     """The validated network config of the simulated plaza."""
-    config = network_dict(layout, free_flow_s, with_detector, upstream_free_flow_s)
+    config = network_dict(layout, free_flow_s, with_detector, upstream_free_flow_s, with_upstream)
     return parse_network(config, "sumo-validation")
