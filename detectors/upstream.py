@@ -15,7 +15,10 @@ is not.
 A calibration absorbs a τ that is off only while the flow stays as it was: an error of d
 seconds shifts the difference by d × the flow. So where the far detector's free-flow time
 was not surveyed it is learned: the lag between a vehicle's two crossings, taken from
-vehicles alone on the stretch (no other crossing of either detector around theirs).
+vehicles alone on the stretch (no other crossing of either detector around theirs) and, in
+busy clear periods, as the lag that keeps the difference of the counts flattest over the
+last four minutes (the right lag leaves only the odd slow vehicle; a wrong one, every
+bunching of the traffic).
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ FASTEST_MPS = 40.0
 SLOWEST_MPS = 5.0
 LAG_SAMPLES = 31
 MIN_LAG_SAMPLES = 5
+# The fit of the lag: over this much clear time, the counts read this often, once a minute,
+# from this many vehicles on.
+FIT_WINDOW_MS = 240_000
+FIT_STEP_MS = 2_000
+FIT_EVERY_MS = 60_000
+# Once the lag has its full set of samples, a fit now and then follows a change of it.
+FIT_SETTLED_EVERY_MS = 900_000
+FIT_MIN_VEHICLES = 20
+# Lags tried: every second over the range of speeds, then every 100 ms around the best.
+LAG_STEP_MS = 1_000
+LAG_FINE_STEP_MS = 100
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
@@ -56,6 +70,8 @@ class UpstreamCount:
         self._gap_m = gap_m
         self._lags: deque[int] = deque(maxlen=LAG_SAMPLES)
         self.lag_ms: int | None = None
+        self._clear_since: int | None = None
+        self._fitted_at = 0
 
     def on_near_arrival(self, ts_ms: int, near: CumulativeCurve) -> None:
         """A vehicle crossing the near detector (already in `near`): if it was alone on the
@@ -72,9 +88,43 @@ class UpstreamCount:
         far_ms = far.latest_at(ts_ms)
         if far_ms is None or ts_ms - far_ms < self._gap_m / FASTEST_MPS * 1000:
             return
-        self._lags.append(ts_ms - far_ms)
+        self._add_lag(ts_ms - far_ms)
+
+    def _add_lag(self, lag_ms: int) -> None:
+        self._lags.append(lag_ms)
         if len(self._lags) >= MIN_LAG_SAMPLES:
             self.lag_ms = sorted(self._lags)[len(self._lags) // 2]
+
+    def _fit_lag(self, b: int, near: CumulativeCurve) -> None:
+        """The lag that keeps A_far(t − lag) − A_near(t) flattest over the clear window."""
+        since = self._clear_since
+        if self._gap_m <= 0 or since is None or b - since < FIT_WINDOW_MS:
+            return
+        settled = len(self._lags) == LAG_SAMPLES
+        if b - self._fitted_at < (FIT_SETTLED_EVERY_MS if settled else FIT_EVERY_MS):
+            return
+        self._fitted_at = b
+        start = b - FIT_WINDOW_MS
+        if near.count_at(b) - near.count_at(start) < FIT_MIN_VEHICLES:
+            return
+        times = range(start, b + 1, FIT_STEP_MS)
+        nears = [near.count_at(t) for t in times]
+        shortest = round(self._gap_m / FASTEST_MPS * 1000)
+        longest = round(self._gap_m / SLOWEST_MPS * 1000)
+        coarse = self._flattest(range(shortest, longest + 1, LAG_STEP_MS), times, nears)
+        fine = range(coarse - LAG_STEP_MS, coarse + LAG_STEP_MS + 1, LAG_FINE_STEP_MS)
+        self._add_lag(self._flattest(fine, times, nears))
+
+    def _flattest(self, lags: range, times: range, nears: list[int]) -> int:
+        far = self.crossed
+        best_lag, best_spread = lags[0], -1.0
+        for lag in lags:
+            diffs = [far.count_at(t - lag) - n for t, n in zip(times, nears, strict=True)]
+            mean = sum(diffs) / len(diffs)
+            spread = sum((d - mean) * (d - mean) for d in diffs)
+            if best_spread < 0 or spread < best_spread:
+                best_lag, best_spread = lag, spread
+        return best_lag
 
     def on_arrival(self, ts_ms: int, count: int = 1) -> None:
         """Vehicles crossing the far detector."""
@@ -103,6 +153,12 @@ class UpstreamCount:
             self.calibration = float(difference)
         if clear or emptied:
             self._learn(b, difference)
+        if clear:
+            if self._clear_since is None:
+                self._clear_since = b
+            self._fit_lag(b, near)
+        else:
+            self._clear_since = None
         if self.calibration is None or self._silent(near, near_tau_ms):
             return None
         return max(difference - self.calibration, 0.0)
