@@ -99,7 +99,9 @@ def test_the_queue_the_detector_has_counted_is_within_1_vehicle(short_run: Evalu
     assert split.visible_mae_veh <= TARGETS.queue_mae_veh
 
 
-@pytest.mark.parametrize("variant", ["upstream_loop", "upstream_loop_no_plates"])
+@pytest.mark.parametrize(
+    "variant", ["upstream_loop", "upstream_loop_no_plates", "upstream_loop_learned_tau"]
+)
 def test_a_loop_farther_upstream_meets_every_bar_through_the_spillback(
     short_run: Evaluation, variant: str
 ) -> None:
@@ -153,7 +155,9 @@ def test_full_run_meets_the_queue_and_wait_bars(full_run: Evaluation) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["upstream_loop", "upstream_loop_no_plates"])
+@pytest.mark.parametrize(
+    "variant", ["upstream_loop", "upstream_loop_no_plates", "upstream_loop_learned_tau"]
+)
 def test_full_run_with_a_loop_farther_upstream_meets_every_bar(
     full_run: Evaluation, variant: str
 ) -> None:

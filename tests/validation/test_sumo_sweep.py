@@ -88,7 +88,7 @@ def test_a_loop_farther_upstream_counts_the_queue_spilled_past_a_near_detector(
     lone = run.evaluation.result("input_output")
     assert lone.hidden.hidden_outputs > 100
     assert not lone.scores.meets(TARGETS)
-    for variant in ("upstream_loop", "upstream_loop_no_plates"):
+    for variant in ("upstream_loop", "upstream_loop_no_plates", "upstream_loop_learned_tau"):
         scores = run.evaluation.result(variant).scores
         assert scores.meets(TARGETS), (variant, scores.misses(TARGETS))
 
@@ -99,7 +99,7 @@ def test_a_loop_farther_upstream_meets_the_queue_and_wait_bars_on_every_plaza(
     every_run: list[CaseRun], case: Case
 ) -> None:
     for run in (r for r in every_run if r.case is case):
-        for variant in ("upstream_loop", "upstream_loop_no_plates"):
+        for variant in ("upstream_loop", "upstream_loop_no_plates", "upstream_loop_learned_tau"):
             scores = run.evaluation.result(variant).scores
             assert scores.queue_mae_veh <= TARGETS.queue_mae_veh, (run.seed, variant)
             assert scores.wait_mae_s <= TARGETS.wait_mae_s, (run.seed, variant)
