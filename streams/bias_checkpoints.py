@@ -5,8 +5,9 @@ Kept in memory only, a restart (a deploy, a crash, a rebalance) began it again f
 nothing: drift went unseen until the window refilled, and a firing SCALE_BIAS alert
 lapsed in Alertmanager. The worker that assesses the pairs now saves the assessor
 (`PairAssessor.checkpoint`) with the pairs-topic offset it covers, every 10 minutes of
-event time (at most every 10 s of wall time), to a compacted topic of one partition, in
-parts like the detector checkpoints. The next owner of the pairs restores the newest
+event time (at most every 10 s of wall time; a save held back by that limit is made
+once the limit has passed, pairs or none: `save_held`), to a compacted topic of one
+partition, in parts like the detector checkpoints. The next owner of the pairs restores the newest
 complete checkpoint before its first pair and assesses the pairs between it and where
 its group's commit resumes (their outputs were published by the owner before; only the
 window is rebuilt), then publishes the restored biases and firing alerts again. Pairs
@@ -15,6 +16,7 @@ given back to the worker where it left them need nothing: its window is current.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable
@@ -71,10 +73,20 @@ class BiasCheckpoints:
         self._assessed_through = -1
         self._saved_event_ms: int | None = None
         self._saved_at_s = float("-inf")
+        # A save due in event time but held back by the wall-time limit: a fast replay
+        # whose pairs all came within it would otherwise end unsaved.
+        self._held = False
+        # Counts the revocations: a save begun before one must not land after it.
+        self._ownership = 0
+        # Held by the assessing agent from a pair's assessment to its `after`, and by a
+        # save: a save between the two would cover a pair under the previous offset.
+        self.lock = asyncio.Lock()
 
     def start_over(self) -> None:
         """The pairs were revoked: whoever owns them next restores before assessing."""
         self._restored = False
+        self._held = False  # the next owner saves its own
+        self._ownership += 1
 
     async def restore_once(self, assessor: PairAssessor, offset: int) -> PairOutputs | None:
         """Before the first pair since the pairs were assigned (at `offset`), restore the
@@ -103,25 +115,48 @@ class BiasCheckpoints:
         return offset <= self._covered_offset
 
     async def after(self, assessor: PairAssessor, offset: int, event_ms: int) -> None:
-        """Save the assessor if it is time, having assessed the pair at `offset`."""
+        """Save the assessor if it is time, having assessed the pair at `offset` (and
+        published its outputs). Called holding `lock`."""
         self._assessed_through = offset
         saved = self._saved_event_ms
-        now_s = self._clock()
         if saved is None:  # the first pair here: the window, or what was restored
             self._saved_event_ms = event_ms
-            self._saved_at_s = now_s
+            self._saved_at_s = self._clock()
             return
-        if event_ms - saved < SAVE_EVERY_MS or now_s - self._saved_at_s < SAVE_MIN_INTERVAL_S:
-            return
-        self._saved_event_ms = event_ms
+        if event_ms - saved >= SAVE_EVERY_MS:
+            self._saved_event_ms = event_ms
+            self._held = True
+        await self.save_held(assessor)
+
+    async def save_held(self, assessor: PairAssessor) -> bool:
+        """Make a save that came due, once the wall-time limit allows; whether one was
+        made. Called holding `lock` (by `after`, and periodically by a timer)."""
+        now_s = self._clock()
+        if not self._held or now_s - self._saved_at_s < SAVE_MIN_INTERVAL_S:
+            return False
+        self._held = False
         self._saved_at_s = now_s
+        offset = self._assessed_through
         whole = encode_bias_checkpoint(assessor.checkpoint(offset))
         parts = body_parts(
             whole, random.getrandbits(63), MAX_CHECKPOINT_BYTES - CHECKPOINT_HEADROOM_BYTES
         )
         records = [(f"bias.{index}".encode(), part) for index, part in enumerate(parts)]
-        await self._writer.write(self.changelog, 0, records)
-        log.info("scale-bias window saved: %d bytes, pairs through offset %d", len(whole), offset)
+        ownership = self._ownership
+        try:
+            sent = await self._writer.write(
+                self.changelog, 0, records, still_wanted=lambda: self._ownership == ownership
+            )
+        except (KafkaError, OSError) as exc:
+            # The window is intact in memory: the save is tried again on the next timer.
+            log.warning("scale-bias window not saved (%r): will try again", exc)
+            self._held = self._ownership == ownership
+            return False
+        if sent:
+            log.info(
+                "scale-bias window saved: %d bytes, pairs through offset %d", len(whole), offset
+            )
+        return sent
 
     async def _restore(self, assessor: PairAssessor, first_offset: int) -> int:
         """Restore the newest checkpoint and assess the pairs after it up to `first_offset`;

@@ -13,7 +13,7 @@ import msgspec
 from detectors.scale_bias import ScaleBiasEstimator
 from detectors.scales import ScaleBiasEstimate
 from detectors.weighing import WeighPair, expired_record, pair_weighing
-from streams.bias_checkpoints import BiasCheckpoints
+from streams.bias_checkpoints import SAVE_MIN_INTERVAL_S, BiasCheckpoints
 from streams.emitter import Emitter
 from streams.forked import SnapshotError, encode_in_child
 from streams.open_trips import OpenTrips, open_trips_table
@@ -93,34 +93,62 @@ def register_weighing_agents(
             if output.pair is not None:
                 await topics.pairs.send(key=message.key, value=_encode(output.pair))
 
+    app.agent(topics.by_pass, name="pair_trips")(pair_trips)
+    register_assessment(app, topics, emitter, assessor, checkpoints)
+
+
+def register_assessment(
+    app: faust.App,
+    topics: Topics,
+    emitter: Emitter,
+    assessor: PairAssessor,
+    checkpoints: BiasCheckpoints | None,
+) -> None:
+    """One agent assesses the pairs (the pairs topic has one partition) and saves the
+    assessor when due; a timer makes a save the pairs made due but too soon after the
+    last, once allowed, even if no pair follows (a replay ends, the night is quiet)."""
+
+    async def assess(pair: WeighPair) -> None:
+        if assessor.fits_before(pair):
+            # The network-wide fit takes seconds on a large network: it runs in a
+            # forked child, so the ingest step keeps the GIL and goes on estimating
+            # queues meanwhile (in a thread, the fit's Python parts took turns with
+            # it). Only this agent touches the assessor, and it waits for the result.
+            fitted = await fit_in_child(assessor.estimator)
+            if fitted is not None:
+                out = assessor.on_pair(pair, fitted)
+            else:  # no child: a thread, where it at least does not stop the loop
+                out = await asyncio.to_thread(assessor.on_pair, pair)
+        else:
+            out = assessor.on_pair(pair)
+        await emitter.emit_pair_outputs(out)
+
     async def assess_pairs(stream: Any) -> None:
         async for record in stream.events():
+            if checkpoints is None:
+                await assess(_pair.decode(record.value))
+                continue
             offset = record.message.offset
-            if checkpoints is not None:
+            async with checkpoints.lock:
                 restored = await checkpoints.restore_once(assessor, offset)
                 if restored is not None:
                     await emitter.emit_pair_outputs(restored)
                 if checkpoints.covers(offset):
                     continue  # the restored checkpoint has it already
-            pair = _pair.decode(record.value)
-            if assessor.fits_before(pair):
-                # The network-wide fit takes seconds on a large network: it runs in a
-                # forked child, so the ingest step keeps the GIL and goes on estimating
-                # queues meanwhile (in a thread, the fit's Python parts took turns with
-                # it). Only this agent touches the assessor, and it waits for the result.
-                fitted = await fit_in_child(assessor.estimator)
-                if fitted is not None:
-                    out = assessor.on_pair(pair, fitted)
-                else:  # no child: a thread, where it at least does not stop the loop
-                    out = await asyncio.to_thread(assessor.on_pair, pair)
-            else:
-                out = assessor.on_pair(pair)
-            await emitter.emit_pair_outputs(out)
-            if checkpoints is not None:
+                pair = _pair.decode(record.value)
+                await assess(pair)
                 await checkpoints.after(assessor, offset, pair.exit.ts)
 
-    app.agent(topics.by_pass, name="pair_trips")(pair_trips)
     app.agent(topics.pairs, name="assess_pairs")(assess_pairs)
+    if checkpoints is None:
+        return
+    book = checkpoints
+
+    async def save_held() -> None:
+        async with book.lock:
+            await book.save_held(assessor)
+
+    app.timer(SAVE_MIN_INTERVAL_S, name="save_scale_bias")(save_held)
 
 
 _encode_fit = msgspec.msgpack.Encoder().encode
