@@ -145,6 +145,8 @@ def register_assessment(
     book = checkpoints
 
     async def save_held() -> None:
+        if book.lock.locked():
+            return  # a pair is being assessed (a fit can take seconds): it saves after it
         async with book.lock:
             await book.save_held(assessor)
 
