@@ -47,9 +47,8 @@ def test_congestion_without_spillback_meets_every_bar(moderate: CaseRun) -> None
 
 def queue_mae_after_congestion(evaluation: Evaluation, result: VariantResult) -> float:
     """Queue MAE over the outputs from 5 minutes after the true queue first emptied once the
-    scenario's busy phase was over."""
-    phases = evaluation.scenario.phases
-    busy_until_s = phases[0].duration_s + phases[1].duration_s
+    scenario's busy phases were over (every phase but the last, the calm after)."""
+    busy_until_s = sum(phase.duration_s for phase in evaluation.scenario.phases[:-1])
     t = np.array([sim_seconds(e.ts) for e in result.run.estimates])
     queue = np.array([e.queue_veh for e in result.run.estimates])
     truth = evaluation.truth.queue_veh(t)

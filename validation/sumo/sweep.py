@@ -49,6 +49,17 @@ SMALL = Layout(
     approach_lanes=2,
     detector_distance_m=150.0,
 )
+FIVE = Layout(
+    booths=(
+        Booth("01", "MTC", 0),
+        Booth("02", "MTC", 0),
+        Booth("03", "ETC", 1, 0.02),
+        Booth("04", "ETC", 1, 0.02),
+        Booth("05", "ETC", 1, 0.10),
+    ),
+    approach_lanes=2,
+    detector_distance_m=220.0,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,45 @@ CASES: tuple[Case, ...] = (
             "small",
             0,
             _phases(("free flow", 10, 600), ("surge", 10, 1500), ("recovery", 15, 450)),
+            layout=SMALL,
+        ),
+    ),
+    # Added after the estimator's last change, so not tuned on (2026-11-30).
+    Case(
+        "ramp",
+        "the standard plaza with the detector at 300 m, demand rising in two steps",
+        Scenario(
+            "ramp",
+            0,
+            _phases(
+                ("free flow", 10, 800), ("rising", 10, 1600), ("peak", 10, 2100), ("after", 15, 600)
+            ),
+            layout=replace(STANDARD_LAYOUT, detector_distance_m=300.0),
+        ),
+    ),
+    Case(
+        "five",
+        "5 booths (2 manual, 3 ETC, one failing 10 %), 2 approach lanes, detector at 220 m",
+        Scenario(
+            "five",
+            0,
+            _phases(("free flow", 10, 700), ("busy", 15, 1500), ("after", 15, 600)),
+            layout=FIVE,
+        ),
+    ),
+    Case(
+        "two_surges",
+        "the small plaza with two surges 8 min apart",
+        Scenario(
+            "two_surges",
+            0,
+            _phases(
+                ("free flow", 8, 500),
+                ("surge", 6, 1300),
+                ("between", 8, 500),
+                ("surge", 6, 1400),
+                ("after", 12, 400),
+            ),
             layout=SMALL,
         ),
     ),
