@@ -11,8 +11,9 @@ A departure at td with service s started service at td − s; its delay is that 
 its free-flow arrival at the barrier, measured directly when its plate was seen at the
 detector, otherwise paired first-come-first-served with the unplated detections. Plates do
 not shift the count by ranks (ETC vehicles overtake manual ones); the plated vehicles still
-due are a floor for it. Past the detector (spillback) the queue is extended by the demand
-the detector stopped seeing.
+due are a floor for it. Past the detector (spillback) the queue is extended by what stands
+behind it (detectors/beyond.py): measured by a detector farther up, or the demand the
+detector stopped seeing.
 
 Outputs are produced for every 5 s boundary b of event time once an event (or `advance`) is
 past b, from the events with ts ≤ b only, so any batching of the same events in the same
@@ -31,6 +32,7 @@ from mypy_extensions import mypyc_attr
 
 from detectors.alerts import Alert, EvidenceValue
 from detectors.approach import ApproachConfig, LaneType, ServiceTimes, VehicleLengths
+from detectors.beyond import BeyondDetector
 from detectors.congestion import (
     CongestionHysteresis,
     CongestionThresholds,
@@ -42,8 +44,6 @@ from detectors.curves import CumulativeCurve
 from detectors.estimates import Method, QueueEstimate
 from detectors.headway import IDLE_SPELL_HORIZON_MS, LaneLoad, LaneServiceWindow, headway_queue
 from detectors.series import TimedSeries
-from detectors.spillback import FLOW_WINDOW_MS, MEASURED_MIN_SHARE, SPILL_FLOW_RATIO, Spillback
-from detectors.upstream import UpstreamCount
 from tollmon.events import (
     ApproachDetection,
     LaneState,
@@ -140,20 +140,6 @@ def _next_boundary(ts_ms: int) -> int:
 LANE_TYPES: tuple[LaneType, ...] = ("ETC", "MTC", "MIXED")
 
 
-def _upstream_count(config: ApproachConfig) -> tuple[UpstreamCount | None, frozenset[str]]:
-    up = config.upstream
-    if up is None:
-        return None, frozenset()
-    if up.free_flow_s is not None:
-        return UpstreamCount(
-            round(up.free_flow_s * 1000), COUNTS_LOOKBACK_MS / 1000
-        ), up.detector_ids
-    # Without a surveyed free_flow_s the lag between the detectors is learned, and τ follows
-    # the near detector's (`_behind_near_detector`).
-    gap_m = up.distance_m - (config.distance_m or 0.0)
-    return UpstreamCount(0, COUNTS_LOOKBACK_MS / 1000, gap_m), up.detector_ids
-
-
 def plate_key(plate_hash: str) -> int:
     """A plate hash as a 64-bit key: an int kept in an array, not a string per vehicle.
 
@@ -215,11 +201,11 @@ class ApproachEstimator:
         self._service_sum_s = 0.0
         self._mean_length_m = config.vehicle_lengths.passenger_m
         self._class_length: dict[str, float] = {}
-        self._spill = Spillback(BOUNDARY_MS)
-        # A detector farther upstream, and the queue past it, extrapolated as past a lone one.
-        self._upstream, self._upstream_ids = _upstream_count(config)
-        self._spill_up = Spillback(BOUNDARY_MS)
-        self._hidden_measured = False
+        # What stands upstream of the detector once the queue spills back past it.
+        self._beyond = BeyondDetector(
+            config, self._arrivals, self._departures, BOUNDARY_MS, COUNTS_LOOKBACK_MS / 1000
+        )
+        self._upstream_ids = self._beyond.upstream_ids
         self._unused_ids = config.unused_detector_ids
         self._saturated_since: int | None = None
         self._last_queue_veh = 0.0
@@ -265,8 +251,7 @@ class ApproachEstimator:
         """Vehicles crossing the approach detector."""
         self._close_before(ts_ms)
         self._arrivals.add(ts_ms, count)
-        if self._upstream is not None and count == 1:
-            self._upstream.on_near_arrival(ts_ms, self._arrivals)
+        self._beyond.on_near_arrival(ts_ms, count)
         if plate_hash is None:
             self._unplated.add(ts_ms, count)
             return
@@ -283,8 +268,7 @@ class ApproachEstimator:
     def on_upstream_arrival(self, ts_ms: int, count: int = 1) -> None:
         """Vehicles crossing the detector farther upstream (`config.upstream`)."""
         self._close_before(ts_ms)
-        if self._upstream is not None:
-            self._upstream.on_arrival(ts_ms, count)
+        self._beyond.on_far_arrival(ts_ms, count)
 
     def on_departure(
         self,
@@ -371,7 +355,7 @@ class ApproachEstimator:
             arrivals_per_min = departures_per_min
         queue_veh, queue_m, hidden_wait_s = self._spillback_check(b, queue_veh, method, open_lanes)
         wait_s += hidden_wait_s
-        spillback = self._spill.active
+        spillback = self._beyond.spill.active
         level = congestion_level(queue_veh, wait_s, open_lanes, spillback, cfg.thresholds)
         self._last_queue_veh = queue_veh
         estimate = QueueEstimate(
@@ -409,8 +393,7 @@ class ApproachEstimator:
         lookback_ms = self._counts_lookback_ms()
         self._arrivals.prune(b, lookback_ms)
         self._departures.prune(b, lookback_ms)
-        if self._upstream is not None:
-            self._upstream.prune(b, lookback_ms)
+        self._beyond.prune(b, lookback_ms)
         horizon = b - WAIT_WINDOW_MS
         delays, types = self._delays.columns
         for i in self._delays.drop_through(horizon):
@@ -535,10 +518,7 @@ class ApproachEstimator:
     def _delay_behind_ms(self, detected_ms: int) -> int:
         """The part of a vehicle's delay spent queued upstream of the detector, measured by the
         detector farther upstream while the queue spilled back past this one."""
-        up = self._upstream
-        if up is None or not self._spill.measured_during(detected_ms, WAIT_WINDOW_MS):
-            return 0
-        return up.delay_behind_ms(detected_ms, self._arrivals, self._tau_ms)
+        return self._beyond.delay_behind_ms(detected_ms, self._tau_ms, WAIT_WINDOW_MS)
 
     def _ghost_age_ms(self) -> int:
         # Generous: waits grow during a surge, and manual lanes keep some far longer.
@@ -828,90 +808,17 @@ class ApproachEstimator:
     def _spillback_check(
         self, b: int, queue_veh: float, method: Method, open_lanes: int
     ) -> tuple[float, float, float]:
-        spill = self._spill
-        distance = self.config.distance_m
-        if distance is None or method != "input_output":
-            spill.end()
-            self._spill_up.end()
-            self._hidden_measured = False
-            lanes = self.config.queue_lanes or max(open_lanes, 1)
-            return queue_veh, queue_veh * self._mean_length_m / lanes, 0.0
-        stand_lanes = self._standing_lanes(open_lanes)
-        reach_veh = distance * stand_lanes / self._mean_length_m
-        counted_veh = queue_veh
-        hidden_veh = 0.0  # queued upstream of the detector, where its count cannot see
-        behind = self._behind_near_detector(b, counted_veh, reach_veh)
-        self._hidden_measured = behind is not None
-        if behind is not None:
-            spill.update_measured(b, counted_veh, reach_veh, behind)
-            if spill.active:
-                queue_veh = self._beyond_far_detector(b, counted_veh + behind, open_lanes)
-                spill.hidden_veh = queue_veh - counted_veh  # for the alert's evidence
-                # Each departure's wait holds its time behind this detector, measured; only
-                # what stands past the far one too is, as with a lone detector, extrapolated.
-                hidden_veh = queue_veh - counted_veh - behind
-        else:
-            self._spill_up.end()
-            first_ms = self._first_ms or b
-            spill.update(
-                b, counted_veh, reach_veh, open_lanes, self._arrivals, self._departures, first_ms
-            )
-            if spill.active:
-                # The detector sits in the queue and undercounts it: it is at least that long,
-                # plus what the demand seen before the spillback has piled up behind it since.
-                queue_veh = max(counted_veh, reach_veh) + spill.hidden_veh
-                hidden_veh = spill.hidden_veh
-        hidden_wait_s = 0.0
-        if hidden_veh > 0:
-            departures_per_s = self._departures_per_s(b)
-            if departures_per_s > 0:
-                hidden_wait_s = hidden_veh / departures_per_s
-        queue_m = queue_veh * self._mean_length_m / stand_lanes
-        return queue_veh, queue_m, hidden_wait_s
-
-    def _behind_near_detector(self, b: int, counted_veh: float, reach_veh: float) -> float | None:
-        """The vehicles queued upstream of the counting detector, measured by the one farther
-        upstream; None without one that can tell."""
-        up = self._upstream
-        if up is None:
-            return None
-        far = self.config.upstream
-        if far is not None and far.free_flow_s is None:
-            # The near detector's τ plus the lag between the two: learned, or until then the
-            # stretch at the approach speed.
-            lag_ms = up.lag_ms
-            if lag_ms is None:
-                gap_m = far.distance_m - (self.config.distance_m or 0.0)
-                lag_ms = round(gap_m / self.config.approach_speed_mps * 1000)
-            up.tau_ms = self._tau_ms + lag_ms
-        inside = counted_veh < MEASURED_MIN_SHARE * reach_veh
-        clear = inside and not self._spill.active
-        # The near detector passing clearly fewer vehicles than the barriers serve sees the
-        # tail of the queue go by: nobody stands behind it any more.
-        emptied = inside and self._spill.active and self._detector_sees_the_tail(b)
-        return up.behind(b, self._arrivals, self._tau_ms, clear, emptied)
-
-    def _detector_sees_the_tail(self, b: int) -> bool:
-        arrived = self._arrivals.count_at(b) - self._arrivals.count_at(b - FLOW_WINDOW_MS)
-        left = self._departures.total - self._departures.count_at(b - FLOW_WINDOW_MS)
-        return arrived < SPILL_FLOW_RATIO * left
-
-    def _beyond_far_detector(self, b: int, measured_veh: float, open_lanes: int) -> float:
-        """The queue measured up to the far detector, and past it once it reaches that one too."""
-        up = self._upstream
-        far = self.config.upstream
-        if up is None or far is None:
-            return measured_veh
-        lanes = far.queue_lanes or self.config.queue_lanes or max(open_lanes, 1)
-        reach_veh = far.distance_m * lanes / self._mean_length_m
-        spill_up = self._spill_up
-        first_ms = self._first_ms or b
-        spill_up.update(
-            b, measured_veh, reach_veh, open_lanes, up.crossed, self._departures, first_ms
+        return self._beyond.check(
+            b,
+            queue_veh,
+            method,
+            open_lanes,
+            self._standing_lanes(open_lanes),
+            self._mean_length_m,
+            self._tau_ms,
+            self._first_ms or b,
+            self._departures_per_s(b),
         )
-        if spill_up.active:
-            return max(measured_veh, reach_veh) + spill_up.hidden_veh
-        return measured_veh
 
     def _standing_lanes(self, open_lanes: int) -> float:
         """Approach lanes over which the queue's length spreads, for its length in metres."""
@@ -950,10 +857,10 @@ class ApproachEstimator:
         span_ms = min(DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
         arrived = self._arrivals.total - self._arrivals.count_at(b - span_ms)
         served = self._departures.total - self._departures.count_at(b - span_ms)
-        up = self._upstream
-        if up is not None:
+        far = self._beyond.far_crossings_since(b - span_ms)
+        if far is not None:
             # Past a queue that holds the near detector, the far one still sees the demand.
-            arrived = max(arrived, up.crossed.total - up.crossed.count_at(b - span_ms))
+            arrived = max(arrived, far)
         # A queue or a dead detector can hide demand from one curve, never from both.
         return max(arrived, served) * 60_000.0 / span_ms
 
@@ -977,8 +884,8 @@ class ApproachEstimator:
             "spillback": estimate.spillback,
             # The part of queue_veh beyond the detector, and whether a detector farther up
             # counted it (else it is extrapolated demand).
-            "hidden_queue_veh": round(self._spill.hidden_veh, 1),
-            "hidden_queue_measured": self._hidden_measured,
+            "hidden_queue_veh": round(self._beyond.spill.hidden_veh, 1),
+            "hidden_queue_measured": self._beyond.measured,
             "method": estimate.method,
             "open_lanes": estimate.open_lanes,
             "configured_lanes": len(self._lane_type),

@@ -28,6 +28,7 @@ PACKAGES = ("detectors", "tollmon")
 # msgspec reads annotations that compiled modules do not keep.
 COMPILED = (
     "detectors/approach.py",
+    "detectors/beyond.py",
     "detectors/congestion.py",
     "detectors/curves.py",
     "detectors/data_gap.py",
