@@ -7,11 +7,11 @@ lapsed in Alertmanager. The worker that assesses the pairs now saves the assesso
 (`PairAssessor.checkpoint`) with the pairs-topic offset it covers, every 10 minutes of
 event time (at most every 10 s of wall time; a save held back by that limit is made
 once the limit has passed, pairs or none: `save_held`), to a compacted topic of one
-partition, in parts like the detector checkpoints. The next owner of the pairs restores the newest
-complete checkpoint before its first pair and assesses the pairs between it and where
-its group's commit resumes (their outputs were published by the owner before; only the
-window is rebuilt), then publishes the restored biases and firing alerts again. Pairs
-given back to the worker where it left them need nothing: its window is current.
+partition, in parts like the detector checkpoints. The next owner of the pairs restores
+the newest complete checkpoint before its first pair and assesses the pairs between it
+and where its group's commit resumes (their outputs were published by the owner before;
+only the window is rebuilt), then publishes the restored biases and firing alerts again.
+Pairs given back to the worker where it left them need nothing: its window is current.
 """
 
 from __future__ import annotations
