@@ -93,6 +93,36 @@ def test_a_restored_pipeline_continues_exactly_as_an_uninterrupted_one(
     assert expected.alerts
 
 
+def test_a_pipeline_restored_in_a_spillback_measured_from_upstream_continues_exactly(
+    network: Network,
+) -> None:
+    # URC-E01's entry has a second loop farther up (config/network.yaml): the state behind
+    # the near detector (the far count, its calibration, both spillback episodes) shares the
+    # estimator's curves, and must come back sharing them.
+    plaza = "URC-E01"
+    profile = TrafficProfile(
+        vehicles_per_hour=1200, surges=(Surge(plaza, factor=4.0, start_s=600, end_s=1500),)
+    )
+    events = list(generate(network, T0_MS, 2400, profile, seed=5, plazas=[plaza]))
+    # Cut 800 s into the surge, while the queue stands past the near detector (from 1290 s).
+    cut = next(i for i, e in enumerate(events) if e.ts >= T0_MS + 1_400_000)
+    uninterrupted = Pipeline(network, REPLAY)
+    before = feed(uninterrupted, events[:cut])
+    expected = finished(uninterrupted, events[cut:])
+
+    killed = Pipeline(network, REPLAY)
+    feed(killed, events[:cut])
+    restarted = Pipeline(network, REPLAY)
+    restarted.restore(killed.snapshot([plaza]), now_s=0.0)
+    recovered = finished(restarted, events[cut:])
+
+    assert recovered.estimates == expected.estimates
+    assert recovered.alerts == expected.alerts
+    entry = [e for e in before.estimates if e.direction == "entry"]
+    assert entry[-1].spillback
+    assert any(a.evidence.get("hidden_queue_measured") for a in before.alerts)
+
+
 def test_the_scenario_congests_the_plaza_and_degrades_an_etc_lane(
     network: Network, surge_events: list[Event]
 ) -> None:
