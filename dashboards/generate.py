@@ -202,6 +202,16 @@ def network_overview() -> Json:
         w=5,
         h=4,
     )
+    spilled = stat(
+        "Approaches queued past their detector",
+        "count(tollmon_spillback == 1) or vector(0)",
+        steps=[{"color": "green", "value": None}, {"color": "red", "value": 1}],
+    )
+    spilled["description"] = (
+        "Approaches whose queue reaches back past the approach detector (spillback): the"
+        " queue is longer than the detector can count, and may reach the main carriageway."
+    )
+    layout.add(spilled, w=10, h=4)
     layout.add(
         table(
             "Worst approaches now",
@@ -276,10 +286,15 @@ def plaza_detail() -> Json:
     )
     layout.add(
         timeseries(
-            "Congestion level and open lanes",
+            "Congestion level, open lanes and spillback",
             [
                 target(f"max(tollmon_congestion_level{{{APPROACH}}})", "level"),
                 target(f"max(tollmon_open_lanes{{{APPROACH}}})", "open lanes", ref="B"),
+                target(
+                    f"max(tollmon_spillback{{{APPROACH}}})",
+                    "queue past the detector (1 = yes)",
+                    ref="C",
+                ),
             ],
             decimals=0,
         ),

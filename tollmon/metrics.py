@@ -31,6 +31,7 @@ class Metrics:
     wait_seconds: TallyGauge
     congestion_level: TallyGauge
     open_lanes: TallyGauge
+    spillback: TallyGauge
     queue_corrections: TallyCounter
     arrivals: TallyCounter
     lane_transactions: TallyCounter
@@ -98,6 +99,12 @@ class Metrics:
             ),
             open_lanes=TallyGauge(
                 "tollmon_open_lanes", "Lanes open on the approach", _APPROACH, reg
+            ),
+            spillback=TallyGauge(
+                "tollmon_spillback",
+                "1 while the queue stands past the approach detector (spillback), else 0",
+                _APPROACH,
+                reg,
             ),
             queue_corrections=TallyCounter(
                 "tollmon_queue_corrections",

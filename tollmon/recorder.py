@@ -51,6 +51,7 @@ class MetricsRecorder:
         self._wait = _Children(m.wait_seconds)
         self._level = _Children(m.congestion_level)
         self._open = _Children(m.open_lanes)
+        self._spillback = _Children(m.spillback)
         self._corrections = _Children(m.queue_corrections)
         self._counted_approaches: set[tuple[str, str]] = set()
         self._etc_ratio = _Children(m.etc_failure_ratio)
@@ -94,6 +95,7 @@ class MetricsRecorder:
         self._wait(*key).set(e.wait_s)
         self._level(*key).set(e.level)
         self._open(*key).set(e.open_lanes)
+        self._spillback(*key).set(1.0 if e.spillback else 0.0)
 
     def correction(self, key: tuple[str, str, str], vehicles: float) -> None:
         """Vehicles the queue estimator put back into (missed) or forgot from (phantom) an

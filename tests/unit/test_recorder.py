@@ -9,7 +9,7 @@ from tollmon.metrics import Metrics
 from tollmon.network import Network
 from tollmon.pipeline import Pipeline
 from tollmon.recorder import MetricsRecorder
-from tollmon.simulate import TrafficProfile, generate
+from tollmon.simulate import Surge, TrafficProfile, generate
 
 START_MS = 1_714_521_600_000
 
@@ -105,3 +105,25 @@ def test_approaches_with_a_detector_show_their_count_corrections_from_the_first_
     }
     # URC-W05's entry has no detector (headway method): nothing to correct there.
     assert corrections == {("exit", "missed"): 0.0, ("exit", "phantom"): 3.0}
+
+
+def test_an_approach_shows_whether_its_queue_stands_past_its_detector(network: Network) -> None:
+    metrics = Metrics.create()
+    recorder = MetricsRecorder(metrics)
+    pipeline = Pipeline(network)
+    # A 4× surge at URC-E01 spills back past its entry detector (180 m) after some minutes.
+    profile = TrafficProfile(
+        vehicles_per_hour=1200, surges=(Surge("URC-E01", factor=4.0, start_s=0, end_s=1500),)
+    )
+    seen: list[tuple[float, bool]] = []
+    for event in generate(network, START_MS, 1500, profile, seed=5, plazas=["URC-E01"]):
+        for estimate in pipeline.process(event, START_MS / 1000).estimates:
+            recorder.estimate(estimate)
+            if estimate.direction == "entry":
+                gauge = samples(metrics.registry)[
+                    ("tollmon_spillback", (("direction", "entry"), ("plaza", "URC-E01")))
+                ]
+                seen.append((gauge, estimate.spillback))
+
+    assert all(gauge == (1.0 if spillback else 0.0) for gauge, spillback in seen)
+    assert {spillback for _, spillback in seen} == {False, True}
