@@ -2,11 +2,8 @@
 
 Input-output model: A(t) counts approach detections, D(t) departures. The vehicles that
 have reached the barriers by t at free-flow speed and not yet left are N(t) = A(t−τ) − D(t);
-of these, as many as there are lanes serving are in service, the rest wait. Lanes of one
-type (ETC, manual) are a pool: while one of them serves vehicles that waited, each of them
-serves, but for a lane whose next vehicle is still moving up to the barrier after the last
-one left, and a type without a queue holds its utilisation's worth; otherwise all open lanes
-serve, less those silent while vehicles outnumber them (ETC lanes idle beside a manual queue).
+of these, as many as there are lanes serving are in service (detectors/lanes.py), the rest
+wait.
 A departure at td with service s started service at td − s; its delay is that start minus
 its free-flow arrival at the barrier, measured directly when its plate was seen at the
 detector, otherwise paired first-come-first-served with the unplated detections. Plates do
@@ -42,7 +39,8 @@ from detectors.congestion import (
 )
 from detectors.curves import CumulativeCurve
 from detectors.estimates import Method, QueueEstimate
-from detectors.headway import IDLE_SPELL_HORIZON_MS, LaneLoad, LaneServiceWindow, headway_queue
+from detectors.headway import IDLE_SPELL_HORIZON_MS, headway_queue
+from detectors.lanes import LanePool
 from detectors.series import TimedSeries
 from tollmon.events import (
     ApproachDetection,
@@ -79,7 +77,6 @@ CURVE_HORIZON_S = 3_600.0
 # learn τ from an isolated vehicle, 8 τ: they keep this much, or 8 τ and 5 minutes more.
 COUNTS_LOOKBACK_MS = 600_000
 PLATE_HORIZON_MS = 1_800_000
-MAX_LANES = 64
 MAX_CLASSES = 32
 # An unmatched detection counts as a ghost (phantom count or misread plate) once it is older
 # than this multiple of the longest plate-matched delay of the last few minutes, or this floor.
@@ -94,10 +91,6 @@ FREE_FLOW_QUEUE_VEH = 0.5
 DEAD_DETECTOR_MS = 300_000
 DEAD_DETECTOR_MIN_DEPARTURES = 10
 LENGTH_EWMA_ALPHA = 0.05
-# A lane silent for this many of its mean service times, while vehicles outnumber the open lanes,
-# is idle: the waiting vehicles cannot use it (ETC lanes idle beside a manual queue).
-IDLE_SERVICE_FACTOR = 2.0
-HEADWAY_MIN_SPAN_S = 60.0
 # A delay from which a vehicle counts as having waited at the barrier (not τ's spread).
 WAITED_MIN_S = 1.0
 # The share of detections with a plate read, over this window and from this many detections:
@@ -113,8 +106,6 @@ IDLE_MOMENT_SPREAD_MIN_MS = 5_000
 # What the detector's count is corrected for: vehicles it missed, and vehicles it counted that
 # were never there.
 CORRECTION_KINDS = ("missed", "phantom")
-# Per-lane utilisation for the headway method: short enough to follow a surge's onset and end.
-LANE_WINDOW_MS = 120_000
 
 
 class Emitted(NamedTuple):
@@ -156,12 +147,7 @@ class ApproachEstimator:
 
     def __init__(self, config: ApproachConfig) -> None:
         self.config = config
-        self._lane_type: dict[str, LaneType] = dict(config.lanes)
-        self._lane_open: dict[str, bool] = dict.fromkeys(self._lane_type, True)
-        self._open_lanes = len(self._lane_open)
-        self._lane_windows: dict[str, LaneServiceWindow] = {
-            lane: LaneServiceWindow(LANE_WINDOW_MS / 1000) for lane in self._lane_type
-        }
+        self._lanes = LanePool(dict(config.lanes), config.service, BOUNDARY_MS)
         # The count curves are pruned with `_counts_lookback_ms` (see COUNTS_LOOKBACK_MS).
         self._arrivals = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
         self._departures = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
@@ -207,7 +193,6 @@ class ApproachEstimator:
         )
         self._upstream_ids = self._beyond.upstream_ids
         self._unused_ids = config.unused_detector_ids
-        self._saturated_since: int | None = None
         self._last_queue_veh = 0.0
         self._first_ms: int | None = None
         self._boundary: int | None = None
@@ -294,9 +279,7 @@ class ApproachEstimator:
     def on_lane_status(self, ts_ms: int, lane_id: str, state: LaneState) -> None:
         """A lane opened, closed or faulted; boundaries from ts_ms on see the new lane count."""
         self._close_before(ts_ms)
-        if self._known_lane(lane_id):
-            self._lane_open[lane_id] = state == "OPEN"
-            self._open_lanes = sum(self._lane_open.values())
+        self._lanes.set_open(lane_id, state == "OPEN")
 
     def advance(self, ts_ms: int) -> Emitted:
         """Close every boundary before ts_ms and hand over all outputs not yet collected."""
@@ -338,7 +321,7 @@ class ApproachEstimator:
             self._take_pending()
         self._prune(b)
         cfg = self.config
-        open_lanes = self._open_lanes
+        open_lanes = self._lanes.open_count
         departures_per_min = float(
             self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
         )
@@ -351,7 +334,7 @@ class ApproachEstimator:
             )
         else:
             method = "headway"
-            queue_veh, wait_s = headway_queue(self._lane_loads(b))
+            queue_veh, wait_s = headway_queue(self._lanes.loads(b, self._first_ms or b))
             arrivals_per_min = departures_per_min
         queue_veh, queue_m, hidden_wait_s = self._spillback_check(b, queue_veh, method, open_lanes)
         wait_s += hidden_wait_s
@@ -437,18 +420,6 @@ class ApproachEstimator:
 
     # ---- departures -----------------------------------------------------------------------
 
-    def _known_lane(self, lane_id: str) -> bool:
-        if lane_id in self._lane_type:
-            return True
-        if len(self._lane_type) >= MAX_LANES:
-            return False
-        # A lane missing from the network still serves vehicles; count it as an open mixed lane.
-        self._lane_type[lane_id] = "MIXED"
-        self._lane_open[lane_id] = True
-        self._open_lanes += 1
-        self._lane_windows[lane_id] = LaneServiceWindow(LANE_WINDOW_MS / 1000)
-        return True
-
     def _process_departure(
         self,
         ts_ms: int,
@@ -459,13 +430,14 @@ class ApproachEstimator:
         service_ms: int | None,
         plate_hash: str | None,
     ) -> None:
-        window = self._lane_windows.get(lane_id)
-        if window is None and self._known_lane(lane_id):
-            window = self._lane_windows[lane_id]
+        lanes = self._lanes
+        window = lanes.windows.get(lane_id)
+        if window is None and lanes.known(lane_id):
+            window = lanes.windows[lane_id]
         if service_ms is not None:
             service_s = service_ms / 1000.0
         else:
-            lane_type = self._lane_type.get(lane_id, "MIXED")
+            lane_type = lanes.types.get(lane_id, "MIXED")
             typical_s = self.config.service.typical_s(lane_type, payment, result)
             service_s = typical_s if window is None else window.service_estimate_s(ts_ms, typical_s)
         self._departures.add(ts_ms)
@@ -473,7 +445,7 @@ class ApproachEstimator:
         delay_s = self._vehicle_delay_ms(start_ms, plate_hash) / 1000.0
         if window is not None:
             window.add(ts_ms, service_s, delay_s >= WAITED_MIN_S, service_ms is not None)
-        lane_type = self._lane_type.get(lane_id, "MIXED")
+        lane_type = lanes.types.get(lane_id, "MIXED")
         self._delays.append2(ts_ms, delay_s, LANE_TYPES.index(lane_type))
         self._delay_sum_s += delay_s
         self._delay_sum_by_type[lane_type] += delay_s
@@ -577,7 +549,7 @@ class ApproachEstimator:
             if dropped == 0:
                 dropped = self._drop_unseen_by_lanes(b, unplated_waiting)
             in_system -= dropped
-        return max(in_system - self._in_service(b, in_system), 0.0)
+        return max(in_system - self._lanes.in_service(b, in_system, self._first_ms or b), 0.0)
 
     def _drop_unplated(self, vehicles: float) -> None:
         self._offset += vehicles
@@ -644,7 +616,7 @@ class ApproachEstimator:
         in_system_then = (
             self._arrivals.count_at(t - self._tau_ms) - self._offset - self._departures.count_at(t)
         )
-        if in_system_then - (self._open_lanes - idle_lanes) < 1:
+        if in_system_then - (self._lanes.open_count - idle_lanes) < 1:
             return 0.0
         self._drop_unplated(1.0)
         return 1.0
@@ -661,13 +633,7 @@ class ApproachEstimator:
         """
         in_use_since = b - IDLE_MOMENT_LOOKBACK_MS
         oldest = max(in_use_since, self._missed_found_ms)
-        windows = []
-        for lane, is_open in self._lane_open.items():
-            if is_open:
-                window = self._lane_windows[lane]
-                last = window.last_departure_ms
-                if last is not None and last >= in_use_since:
-                    windows.append(window)
+        windows = self._lanes.in_use_windows(in_use_since)
         if not windows:
             return None
         tau_ms = self._tau_ms
@@ -693,98 +659,12 @@ class ApproachEstimator:
                 t = detected + tau_ms - 1
             t = free_from - 1
 
-    def _in_service(self, b: int, in_system: float) -> float:
-        open_lanes = self._open_lanes
-        if in_system < open_lanes:
-            self._saturated_since = None
-        elif self._saturated_since is None:
-            self._saturated_since = b
-        queueing = self._queueing_types(b)
-        if queueing:
-            # Drivers pick the shortest queue among the lanes of their payment type, so the
-            # lanes of one type are a pool: with a queue at one, all of them serve (unless
-            # idle), except a lane whose last vehicle left less than a move-up ago: the
-            # next one is still pulling up to the barrier, due but not in service. The
-            # lanes of a type without a queue hold, on average, their utilisation's worth.
-            observed_s = max((b - (self._first_ms or b)) / 1000.0, HEADWAY_MIN_SPAN_S)
-            move_up_ms = self._move_up_ms(queueing)
-            busy = 0.0
-            for lane, is_open in self._lane_open.items():
-                if not is_open:
-                    continue
-                window = self._lane_windows[lane]
-                window.prune(b)
-                lane_type = self._lane_type[lane]
-                if lane_type in queueing and not self._idle(b, lane, window):
-                    last = window.last_departure_ms
-                    if last is None or b - last >= move_up_ms[lane_type]:
-                        busy += 1.0
-                else:
-                    busy += window.in_service(observed_s)
-            return min(in_system, busy)
-        if in_system < open_lanes:
-            return in_system
-        # Lanes of one approach are a pool only for the vehicles that may use them: manual
-        # lanes can queue while ETC lanes idle. A lane that has served nobody for a couple of
-        # its service times since the vehicles outnumbered the lanes is idle, not serving.
-        idle = 0
-        for lane, is_open in self._lane_open.items():
-            if is_open and self._idle(b, lane, self._lane_windows[lane]):
-                idle += 1
-        return min(in_system, float(max(open_lanes - idle, 1)))
-
-    def _idle(self, b: int, lane: str, window: LaneServiceWindow) -> bool:
-        """Whether a lane has served nobody for a couple of its service times since the
-        vehicles outnumbered the lanes (`_saturated_since`, set)."""
-        last = window.last_departure_ms
-        since = self._saturated_since or b
-        if last is not None:
-            since = max(last, since)
-        return b - since > self._idle_limit_ms(lane, window)
-
-    def _move_up_ms(self, types: set[LaneType]) -> dict[LaneType, float]:
-        """Per lane type, how long a queued vehicle takes to pull up to the barrier once the
-        one before it has left: the shortest of the type's recent move-ups (a vehicle that
-        reached an idle lane just after its last departure looks queued too, later)."""
-        move_up_ms: dict[LaneType, float] = {}
-        for lane_type in types:
-            move_ups: list[float] = []
-            for lane, is_open in self._lane_open.items():
-                if is_open and self._lane_type[lane] == lane_type:
-                    self._lane_windows[lane].move_ups_s(move_ups)
-            move_up_ms[lane_type] = min(move_ups) * 1000 if move_ups else 0.0
-        return move_up_ms
-
-    def _queueing_types(self, b: int) -> set[LaneType]:
-        """Lane types with an open lane now serving vehicles that had waited behind another."""
-        types: set[LaneType] = set()
-        for lane, is_open in self._lane_open.items():
-            if not is_open:
-                continue
-            window = self._lane_windows[lane]
-            last = window.last_departure_ms
-            if (
-                window.last_queued
-                and last is not None
-                and b - last <= self._idle_limit_ms(lane, window)
-            ):
-                types.add(self._lane_type[lane])
-        return types
-
-    def _idle_limit_ms(self, lane: str, window: LaneServiceWindow) -> float:
-        if window.departures:
-            service_s = window.service_s / window.departures
-        else:
-            service_s = self.config.service.of_lane(self._lane_type[lane])
-        # Outputs come every 5 s, so a lane's last departure is up to one period old when read.
-        return IDLE_SERVICE_FACTOR * service_s * 1000 + BOUNDARY_MS
-
     def _observed_empty(self, b: int, in_system: float) -> bool:
-        if self._open_lanes == 0:
+        if self._lanes.open_count == 0:
             return False
         # The lanes would have served a queue of this size by now: a silence shorter than
         # that is a stall (or a spilled-back detector), not an empty approach.
-        backlog_s = in_system / self._open_lanes * self._mean_service_s()
+        backlog_s = in_system / self._lanes.open_count * self._mean_service_s()
         quiet_ms = round((self.config.empty_after_s + backlog_s) * 1000)
         last_departure = self._departures.last_time()
         if last_departure is not None and last_departure > b - quiet_ms:
@@ -794,17 +674,6 @@ class ApproachEstimator:
         latest = self._arrivals.latest_at(due_at)
         return latest is None or latest <= due_at - quiet_ms
 
-    def _lane_loads(self, b: int) -> list[LaneLoad]:
-        # Rates over a few seconds of history would call one departure a saturated lane.
-        observed_s = max((b - (self._first_ms or b)) / 1000.0, HEADWAY_MIN_SPAN_S)
-        loads = []
-        for lane, is_open in self._lane_open.items():
-            if is_open:
-                window = self._lane_windows[lane]
-                window.prune(b)
-                loads.append(window.load(observed_s, b))
-        return loads
-
     def _spillback_check(
         self, b: int, queue_veh: float, method: Method, open_lanes: int
     ) -> tuple[float, float, float]:
@@ -813,32 +682,14 @@ class ApproachEstimator:
             queue_veh,
             method,
             open_lanes,
-            self._standing_lanes(open_lanes),
+            self._lanes.standing_lanes(
+                self.config.queue_lanes, self._delay_sum_by_type, self._delay_sum_s
+            ),
             self._mean_length_m,
             self._tau_ms,
             self._first_ms or b,
             self._departures_per_s(b),
         )
-
-    def _standing_lanes(self, open_lanes: int) -> float:
-        """Approach lanes over which the queue's length spreads, for its length in metres."""
-        lanes = self.config.queue_lanes
-        if lanes is None:
-            return float(max(open_lanes, 1))
-        if self._delay_sum_s <= 0:
-            return float(lanes)
-        # Drivers sort by payment type well upstream, so the queue of the most delayed lane type
-        # stands in that type's share of the approach lanes and reaches the detector first.
-        stand = float(lanes)
-        for lane_type, delay_s in self._delay_sum_by_type.items():
-            share_of_queue = delay_s / self._delay_sum_s
-            type_lanes = sum(
-                1 for lane, t in self._lane_type.items() if t == lane_type and self._lane_open[lane]
-            )
-            if share_of_queue > 0 and type_lanes > 0:
-                share_of_road = type_lanes / max(open_lanes, 1)
-                stand = min(stand, lanes * share_of_road / share_of_queue)
-        return max(stand, 1.0)
 
     def _departures_per_s(self, b: int) -> float:
         served = self._departures.total - self._departures.count_at(b - RATE_WINDOW_MS)
@@ -849,9 +700,7 @@ class ApproachEstimator:
     def _mean_service_s(self) -> float:
         if self._services:
             return self._service_sum_s / len(self._services)
-        service = self.config.service
-        types = list(self._lane_type.values())
-        return sum(service.of_lane(t) for t in types) / len(types)
+        return self._lanes.typical_service_s()
 
     def _demand_per_min(self, b: int) -> float:
         span_ms = min(DEMAND_WINDOW_MS, max(b - (self._first_ms or b), BOUNDARY_MS))
@@ -872,7 +721,7 @@ class ApproachEstimator:
             demand,
             service_s,
             estimate.open_lanes,
-            len(self._lane_type),
+            len(self._lanes.types),
             thresholds.target_utilisation,
         )
         evidence: dict[str, EvidenceValue] = {
@@ -888,7 +737,7 @@ class ApproachEstimator:
             "hidden_queue_measured": self._beyond.measured,
             "method": estimate.method,
             "open_lanes": estimate.open_lanes,
-            "configured_lanes": len(self._lane_type),
+            "configured_lanes": len(self._lanes.types),
             "arrivals_per_min": estimate.arrivals_per_min,
             "departures_per_min": estimate.departures_per_min,
             "demand_per_min": round(demand, 2),
@@ -939,4 +788,4 @@ class ApproachEstimator:
     @property
     def open_lanes(self) -> int:
         """Lanes open now."""
-        return self._open_lanes
+        return self._lanes.open_count

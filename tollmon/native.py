@@ -34,6 +34,7 @@ COMPILED = (
     "detectors/data_gap.py",
     "detectors/etc_health.py",
     "detectors/headway.py",
+    "detectors/lanes.py",
     "detectors/lane_health.py",
     "detectors/ordering.py",
     "detectors/queue.py",

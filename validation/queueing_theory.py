@@ -21,7 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from detectors.queue import LANE_WINDOW_MS, ApproachConfig, ApproachEstimator, LaneType
+from detectors.lanes import LANE_WINDOW_MS
+from detectors.queue import ApproachConfig, ApproachEstimator, LaneType
 
 Model = Literal["M/M/1", "M/D/c"]
 TAU_S = 12.0
