@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tollmon import native
+
 REPO = Path(__file__).resolve().parents[1]
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,6 +55,29 @@ class Worker:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def hot_path(self) -> str | None:
+        """What the worker said it runs (`native.status()`, logged at its start)."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith(_STATUS_LINE):
+                return line.removeprefix(_STATUS_LINE).strip()
+        return None
+
+
+_STATUS_LINE = "tollmon worker: detectors "
+
+
+def check_hot_path(worker: Worker) -> None:
+    """Refuse a worker that runs other detector code than the benchmark reports: a source
+    edited while a benchmark runs makes its workers run plain Python (tollmon/native.py),
+    half as fast, under a report that says compiled."""
+    expected, running = native.status(), worker.hot_path()
+    if running != expected:
+        worker.stop()
+        raise RuntimeError(
+            f"the worker runs {running!r}, the benchmark {expected!r}:"
+            " was the source edited while it ran?"
+        )
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -109,6 +134,7 @@ def start_worker(
         try:
             # Any answer, not /metrics: rendering 10^4 plazas' metrics costs the worker.
             if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code < 500:
+                check_hot_path(worker)
                 return worker
         except httpx.HTTPError:
             pass

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -29,6 +32,8 @@ from benchmarks.synthetic import (
     standard_network,
 )
 from benchmarks.trials import DrainResult, LiveResult, Scraper, _time_drain, align
+from benchmarks.worker_proc import Worker, check_hot_path
+from tollmon import native
 from tollmon.network import parse_network
 from tollmon.validation import validator_for
 
@@ -294,3 +299,29 @@ def test_a_backlog_drained_within_one_commit_has_no_rate_to_tell() -> None:
         _time_drain(_Commits(0, 1_000), 1_000, [])  # type: ignore[arg-type]
     untimed = _time_drain(_Commits(0, 1_000), 1_000, [], need_rate=False)  # type: ignore[arg-type]
     assert math.isnan(untimed.rate)
+
+
+def _logged_worker(tmp_path: Path, line: str) -> Worker:
+    log = tmp_path / "worker.log"
+    log.write_text(f"{line}\nstarting up\n", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    return Worker(process, 0, log)
+
+
+def test_a_worker_running_the_benchmarks_detector_code_is_accepted(tmp_path: Path) -> None:
+    worker = _logged_worker(tmp_path, f"tollmon worker: detectors {native.status()}")
+    try:
+        check_hot_path(worker)
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+
+
+def test_a_worker_running_other_detector_code_is_refused_and_stopped(tmp_path: Path) -> None:
+    other = "plain Python: no build for this source (make native)"
+    if native.status() == other:
+        other = "compiled with mypyc (build 0000000000000000)"
+    worker = _logged_worker(tmp_path, f"tollmon worker: detectors {other}")
+    with pytest.raises(RuntimeError, match="edited while it ran"):
+        check_hot_path(worker)
+    assert worker.process.poll() is not None
