@@ -151,6 +151,11 @@ class IngestHooks:
     def lag(self, tp: TopicPartition, records: int) -> None:
         self._worker.recorder.consumer_lag(tp.topic, tp.partition, records)
 
+    def idle(self) -> None:
+        # A save due after a burst would otherwise wait for the next input: a restart in the
+        # silence would read back everything since the save before.
+        self._checkpoints.save_due()
+
 
 def input_consumer(
     worker: Worker,

@@ -73,6 +73,10 @@ class IngestHooks(Protocol):
     def lag(self, tp: TopicPartition, records: int) -> None:
         """Records of `tp` on the broker not yet through the ingest step."""
 
+    def idle(self) -> None:
+        """A fetch brought nothing to take in: do the work that waits for no input (a
+        detector checkpoint that came due after the last batch)."""
+
 
 class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
     """Consumes the input topics in whole fetches; see the module's documentation."""
@@ -137,6 +141,8 @@ class InputConsumer(Service, ConsumerRebalanceListener):  # type: ignore[misc]
                 records = [r for tp, rs in fetched.items() if tp in self._held for r in rs]
                 if records:
                     await self._process(records)
+                else:
+                    self._hooks.idle()
                 if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
                     try:
                         await self._commit()

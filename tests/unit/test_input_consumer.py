@@ -82,6 +82,7 @@ class FakeHooks:
     def __init__(self, log: list[str]) -> None:
         self._log = log
         self.flushed: dict[TopicPartition, int] = {}
+        self.idles = 0
 
     def flushed_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.flushed[tp] for tp in partitions if tp in self.flushed}
@@ -94,6 +95,9 @@ class FakeHooks:
 
     def lag(self, tp: TopicPartition, records: int) -> None:
         pass
+
+    def idle(self) -> None:
+        self.idles += 1
 
 
 def _partitions(tps: Iterable[TopicPartition]) -> str:
@@ -265,3 +269,18 @@ async def test_a_commit_refused_during_a_rebalance_is_logged_and_the_partitions_
     assert harness.log == ["processed 1", "outputs flushed", "revoked tx[0] tx[1]"]
     assert harness.batches == [[("tx", 0, 0)]]  # no longer held: the new owner reads it
     assert "input offsets not committed before a rebalance" in caplog.text
+
+
+async def test_a_fetch_that_brings_nothing_to_take_in_lets_the_ingest_step_do_its_idle_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streams.inputs, "FETCH_WAIT_MS", 60_000)  # no fetch times out here
+    async with running({TX0}) as harness:
+        await harness.kafka.went_through({TX0: records(TX0, 0, 1)})
+        assert harness.hooks.idles == 0
+        await harness.kafka.went_through({})
+        await harness.kafka.went_through({TX1: records(TX1, 0)})  # a partition not held
+        idles = harness.hooks.idles
+
+    assert harness.batches == [[("tx", 0, 0), ("tx", 0, 1)]]
+    assert idles == 2

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import pytest
 
 from detectors.queue import QueueEstimate
+from streams.agents import IngestHooks
 from streams.checkpoint import Checkpoints, InputMessage
 from tests.unit.input_messages import InputRecord
 from tests.unit.test_take_over import PARTITION, TX, FakeLog, FakeReader, FakeWriter
@@ -159,3 +160,31 @@ def test_a_round_spread_over_batches_restores_the_uninterrupted_state(
 async def _rest(worker: Worker, values: list[bytes]) -> None:
     for start in range(CUT, len(values), BATCH):
         await worker.batch(records(values, start, min(start + BATCH, len(values))))
+
+
+def test_a_round_due_at_the_last_batch_is_finished_while_no_input_comes(
+    network: Network, events: list[Event]
+) -> None:
+    values = [encode(event) for event in events]
+    log = FakeLog([], {TX: 0}, {TX: len(values)}, values=values)
+    worker = Worker(network, log, every_events=1_000)
+    hooks = IngestHooks(None, worker.checkpoints)  # type: ignore[arg-type]  # idle() needs no worker
+
+    async def run() -> None:
+        # The save comes due with the last batch, which earns the time of no plaza's encoding.
+        for start in range(0, 1_000, BATCH):
+            await worker.batch(records(values, start, start + BATCH))
+        before = newest_complete(worker.writer.values)  # the take-over's, of no plaza
+        assert before is not None
+        assert before.plazas == []
+        # Then the input falls silent: every fetch comes back empty, a second apart.
+        for _ in range(len(PLAZAS) + 1):
+            worker.now_s += 1.0
+            hooks.idle()
+            await asyncio.sleep(0)  # the record's write
+
+    asyncio.run(run())
+    saved = newest_complete(worker.writer.values)
+    assert saved is not None
+    assert sorted(plaza.plaza_id for plaza in saved.plazas) == sorted(PLAZAS)
+    assert {plaza.offsets[TX] for plaza in saved.plazas} == {saved.offsets[TX]} == {999}
