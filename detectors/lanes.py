@@ -10,6 +10,8 @@ those silent while vehicles outnumber them (ETC lanes idle beside a manual queue
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mypy_extensions import mypyc_attr
 
 from detectors.approach import LaneType, ServiceTimes
@@ -28,9 +30,12 @@ HEADWAY_MIN_SPAN_S = 60.0
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)
 class LanePool:
-    """The lanes of one approach; `step_ms` is how often they are read (the output period)."""
+    """The lanes of one approach, (lane, type) pairs; `step_ms` is how often they are read
+    (the output period)."""
 
-    def __init__(self, lanes: dict[str, LaneType], service: ServiceTimes, step_ms: int) -> None:
+    def __init__(
+        self, lanes: Iterable[tuple[str, LaneType]], service: ServiceTimes, step_ms: int
+    ) -> None:
         self.types: dict[str, LaneType] = dict(lanes)
         self.open: dict[str, bool] = dict.fromkeys(self.types, True)
         self.open_count = len(self.open)

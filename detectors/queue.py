@@ -147,7 +147,7 @@ class ApproachEstimator:
 
     def __init__(self, config: ApproachConfig) -> None:
         self.config = config
-        self._lanes = LanePool(dict(config.lanes), config.service, BOUNDARY_MS)
+        self._lanes = LanePool(config.lanes, config.service, BOUNDARY_MS)
         # The count curves are pruned with `_counts_lookback_ms` (see COUNTS_LOOKBACK_MS).
         self._arrivals = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)
         self._departures = CumulativeCurve(COUNTS_LOOKBACK_MS / 1000)

@@ -11,7 +11,7 @@ MIXED_4: dict[str, LaneType] = {"01": "ETC", "02": "ETC", "03": "MTC", "04": "MT
 
 
 def pool(lanes: dict[str, LaneType] | None = None) -> LanePool:
-    return LanePool(dict(lanes or MIXED_4), ServiceTimes(), STEP_MS)
+    return LanePool((lanes or MIXED_4).items(), ServiceTimes(), STEP_MS)
 
 
 def serve(lanes: LanePool, lane: str, times_s: list[float], service_s: float) -> None:
